@@ -1,0 +1,251 @@
+"""Settings, read from the environment once and validated at startup.
+
+Variable names follow the reference bridge where one exists (SPEC §3), so an operator
+can switch without renaming anything. A bad value is a :class:`ConfigError` that names
+the variable; nothing falls back silently to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: The node clamps job TTLs to this (NODE_API §1.2); our escrow must fit inside it.
+NODE_MAX_JOB_TTL_SECONDS = 30 * 24 * 3600
+#: The node's own floor for a job TTL (NODE_API §1.2).
+NODE_MIN_JOB_TTL_SECONDS = 3600
+
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; ``variable`` names the environment variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``requests`` allowed per ``window_seconds`` (parsed from strings like ``10/minute``)."""
+
+    requests: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the bridge. Build it with :meth:`from_env`; tests use ``replace``.
+
+    Times are seconds. ``node_url`` is ``None`` only for commands that do not talk to a
+    node; ``serve`` refuses to start without one.
+    """
+
+    db_path: str = "otc_bridge.db"
+    node_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5580
+    node_admin_key: str | None = None
+    node_tls_verify: bool | str = True
+    node_connect_timeout_seconds: float = 3.05
+    node_read_timeout_seconds: float = 10.0
+    allow_insecure_admin: bool = False
+    admin_token: str | None = None
+    worker_wallet: str = "otc_bridge_worker"
+    cors_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 60))
+    max_body_bytes: int = 64 * 1024
+    sqlite_synchronous: str = "FULL"
+    settle_window_seconds: int = 48 * 3600
+    htlc_min_seconds: int = 12 * 3600
+    claim_margin_seconds: int = 24 * 3600
+    escrow_margin_seconds: int = 24 * 3600
+    default_order_ttl_seconds: int = 7 * 24 * 3600
+    reconcile_interval_seconds: int = 60
+    settlement_stuck_seconds: int = 300
+    reconcile_disabled: bool = False
+    alert_webhook_url: str | None = None
+    escrow_lock_wait_seconds: float = 10.0
+
+    @property
+    def max_order_ttl_seconds(self) -> int:
+        """Longest order TTL whose escrow job still fits the node's 30-day cap (SPEC §4)."""
+        return NODE_MAX_JOB_TTL_SECONDS - self.settle_window_seconds - self.escrow_margin_seconds
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with ``changes`` applied and validated again."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Cross-field rules; raises :class:`ConfigError` naming the variable at fault."""
+        if self.htlc_min_seconds >= self.settle_window_seconds - self.claim_margin_seconds:
+            raise ConfigError(
+                "OTC_HTLC_MIN_SECONDS",
+                "must be less than OTC_SETTLE_WINDOW_SECONDS - OTC_CLAIM_MARGIN_SECONDS, "
+                "or the buyer has no valid HTLC timelock",
+            )
+        if self.max_order_ttl_seconds < NODE_MIN_JOB_TTL_SECONDS:
+            raise ConfigError(
+                "OTC_SETTLE_WINDOW_SECONDS",
+                "settle window + escrow margin leave no room for an order within the "
+                "node's 30-day job TTL",
+            )
+        if self.default_order_ttl_seconds < NODE_MIN_JOB_TTL_SECONDS:
+            raise ConfigError("OTC_DEFAULT_TTL_SECONDS", "must be at least 3600")
+        if self.default_order_ttl_seconds > self.max_order_ttl_seconds:
+            raise ConfigError(
+                "OTC_DEFAULT_TTL_SECONDS",
+                f"must be at most {self.max_order_ttl_seconds} (node 30-day cap minus "
+                "settle window and escrow margin)",
+            )
+        if "*" in self.cors_origins:
+            raise ConfigError("OTC_CORS_ORIGINS", "'*' is refused; list the allowed origins")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Read every variable from ``env`` (normally ``os.environ``).
+
+        Raises :class:`ConfigError` on the first bad value, naming its variable.
+        """
+        r = _Reader(env)
+        cfg = cls(
+            db_path=r.text("OTC_DB_PATH", cls.db_path),
+            node_url=r.url("RUSTCHAIN_NODE"),
+            host=r.text("OTC_HOST", cls.host),
+            port=r.integer("OTC_PORT", cls.port, 1, 65535),
+            node_admin_key=r.optional("RC_ADMIN_KEY"),
+            node_tls_verify=r.tls_verify(),
+            node_connect_timeout_seconds=r.number("OTC_NODE_CONNECT_TIMEOUT_SECONDS", 3.05),
+            node_read_timeout_seconds=r.number("OTC_NODE_TIMEOUT_SECONDS", 10.0),
+            allow_insecure_admin=r.flag("OTC_ALLOW_INSECURE_ADMIN"),
+            admin_token=r.admin_token(),
+            worker_wallet=r.text("OTC_WORKER_WALLET", cls.worker_wallet),
+            cors_origins=r.origins("OTC_CORS_ORIGINS"),
+            trusted_proxies=r.networks("OTC_TRUSTED_PROXIES"),
+            rate_limit=r.rate("OTC_RATE_LIMIT", "10/minute"),
+            max_body_bytes=r.integer("OTC_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 10**7),
+            sqlite_synchronous=r.choice("OTC_SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL", "EXTRA")),
+            settle_window_seconds=r.integer("OTC_SETTLE_WINDOW_SECONDS", cls.settle_window_seconds, 3600, 10**7),
+            htlc_min_seconds=r.integer("OTC_HTLC_MIN_SECONDS", cls.htlc_min_seconds, 600, 10**7),
+            claim_margin_seconds=r.integer("OTC_CLAIM_MARGIN_SECONDS", cls.claim_margin_seconds, 600, 10**7),
+            escrow_margin_seconds=r.integer("OTC_ESCROW_MARGIN_SECONDS", cls.escrow_margin_seconds, 600, 10**7),
+            default_order_ttl_seconds=r.integer("OTC_DEFAULT_TTL_SECONDS", cls.default_order_ttl_seconds, 1, 10**8),
+            reconcile_interval_seconds=r.integer("OTC_RECONCILE_INTERVAL_SECONDS", 60, 1, 86400),
+            settlement_stuck_seconds=r.integer("OTC_SETTLEMENT_STUCK_SECONDS", 300, 1, 10**7),
+            reconcile_disabled=r.flag("OTC_RECONCILE_DISABLED"),
+            alert_webhook_url=r.url("RC_SOPHIACHECK_WEBHOOK"),
+            escrow_lock_wait_seconds=r.number("OTC_ESCROW_LOCK_WAIT_SECONDS", 10.0),
+        )
+        cfg.validate()
+        return cfg
+
+
+class _Reader:
+    """Typed access to an environment mapping; every error names the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        if not re.fullmatch(r"-?\d+", raw):
+            raise ConfigError(name, f"must be a whole number, got {raw!r}")
+        value = int(raw)
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+        if not 0 < value <= 3600:
+            raise ConfigError(name, f"must be > 0 and <= 3600 seconds, got {raw!r}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = (self.optional(name) or "0").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(name, f"must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = (self.optional(name) or default).upper()
+        if value not in allowed:
+            raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def url(self, name: str) -> str | None:
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", raw):
+            raise ConfigError(name, f"must be an http:// or https:// URL, got {raw!r}")
+        return raw.rstrip("/")
+
+    def tls_verify(self) -> bool | str:
+        # A CA bundle path wins over the boolean: it is the more specific instruction.
+        bundle = self.optional("RUSTCHAIN_CA_BUNDLE")
+        verify = self.flag("RUSTCHAIN_TLS_VERIFY") if "RUSTCHAIN_TLS_VERIFY" in self.env else True
+        if bundle and not verify:
+            raise ConfigError("RUSTCHAIN_CA_BUNDLE", "set, but RUSTCHAIN_TLS_VERIFY disables verification")
+        return bundle or verify
+
+    def admin_token(self) -> str | None:
+        token = self.optional("OTC_ADMIN_TOKEN")
+        if token is not None and len(token) < 24:
+            raise ConfigError("OTC_ADMIN_TOKEN", "must be at least 24 characters")
+        return token
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+        for origin in origins:
+            if origin == "*":
+                raise ConfigError(name, "'*' is refused; list the allowed origins")
+            if not re.fullmatch(r"https?://[^\s/?#]+", origin):
+                raise ConfigError(name, f"{origin!r} is not an origin like https://example.com")
+        return origins
+
+    def networks(self, name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        try:
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()
+            )
+        except ValueError as exc:
+            raise ConfigError(name, f"must be comma-separated CIDRs: {exc}") from None
+
+    def rate(self, name: str, default: str) -> RateLimit:
+        raw = self.optional(name) or default
+        match = _RATE_RE.match(raw.lower())
+        if not match or int(match.group(1)) < 1:
+            raise ConfigError(name, f"must look like '10/minute' (second|minute|hour|day), got {raw!r}")
+        return RateLimit(int(match.group(1)), _RATE_UNITS[match.group(2)])

@@ -1,0 +1,129 @@
+"""Integer money: parsing wire amounts into exact units and computing totals.
+
+Units: RTC amounts are micro-RTC (1 RTC = 10**6), prices are nano-quote per RTC
+(10**9 per whole ETH/USDC/ERG, for every pair), totals are nano-quote. Nothing here
+uses binary floating point: wire numbers arrive as ``Decimal`` (the API parses JSON with
+``parse_float=Decimal``) or as decimal strings, and over-precise values are refused,
+never rounded (SPEC §3, deliberate difference from the reference).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+MICRO_RTC_PER_RTC = 10**6
+NANO_PER_QUOTE = 10**9
+RTC_DECIMALS = 6
+PRICE_DECIMALS = 9
+
+#: Smallest order: 0.1 RTC (issue #2).
+MIN_ORDER_MICRO_RTC = 100_000
+#: Largest order: the node's 10,000 RTC reward cap (NODE_API §1.2).
+MAX_ORDER_MICRO_RTC = 10_000 * MICRO_RTC_PER_RTC
+#: Largest price, chosen so the total (amount x price) fits SQLite's signed 64-bit integer.
+MAX_PRICE_NANO_QUOTE = 100_000 * NANO_PER_QUOTE
+
+_PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class QuoteAsset:
+    """A quote asset: its symbol and the decimals of its smallest on-chain unit."""
+
+    symbol: str
+    decimals: int
+
+
+#: Supported pairs. The quote asset's own decimals matter only for the base-unit total
+#: the buyer locks on its chain (wei, USDC's 6 dp, ERG's nanoERG).
+PAIRS: dict[str, QuoteAsset] = {
+    "RTC/ETH": QuoteAsset("ETH", 18),
+    "RTC/USDC": QuoteAsset("USDC", 6),
+    "RTC/ERG": QuoteAsset("ERG", 9),
+}
+
+
+class MoneyError(ValueError):
+    """A wire amount is malformed or out of range; ``field`` names the request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def to_units(value: object, *, field: str, decimals: int) -> int:
+    """Parse a wire amount into integer units of ``10**-decimals``.
+
+    ``value`` may be an ``int``, a ``Decimal`` (JSON number) or a plain decimal string
+    (``"2.01"``). Booleans, floats, exponents in strings, negatives, non-finite values and
+    anything with more than ``decimals`` significant decimals raise :class:`MoneyError`.
+    Trailing zeros are fine: ``"2.0100000"`` is exactly 2.01.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+        raise MoneyError(field, "must be a number or a decimal string")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _PLAIN_DECIMAL.match(text):
+            raise MoneyError(field, "must be a plain decimal string like '12.5'")
+        value = Decimal(text)
+    number = Decimal(value)
+    if not number.is_finite():
+        raise MoneyError(field, "must be finite")
+    if number < 0:
+        raise MoneyError(field, "must not be negative")
+    try:
+        scaled = number.scaleb(decimals)
+        units = int(scaled)
+    except (InvalidOperation, OverflowError):
+        raise MoneyError(field, "is out of range") from None
+    if scaled != units:
+        raise MoneyError(field, f"has more than {decimals} decimal places")
+    return units
+
+
+def format_units(units: int, decimals: int) -> str:
+    """Exact decimal string of ``units`` (``2010000, 6`` -> ``"2.01"``); no float involved."""
+    text = str(Decimal(units).scaleb(-decimals).quantize(Decimal(1).scaleb(-decimals)))
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def total_quote_nano(amount_micro_rtc: int, price_nano_quote: int) -> int:
+    """Total in nano-quote for ``amount`` micro-RTC at ``price`` nano-quote per RTC.
+
+    Rounded **up** to the next nano-quote: the seller is never paid less than the agreed
+    price. Computed only from the stored integers (SPEC §3).
+    """
+    return -(-(amount_micro_rtc * price_nano_quote) // MICRO_RTC_PER_RTC)
+
+
+def total_quote_base_units(amount_micro_rtc: int, price_nano_quote: int, quote_decimals: int) -> int:
+    """Total in the quote asset's smallest unit (wei, USDC 6 dp, nanoERG), rounded up.
+
+    Computed from the exact product, not from the rounded nano total, so an asset with
+    fewer decimals than 9 rounds once. Returned as an ``int``; the wire carries it as an
+    integer string because wei totals exceed 64 bits.
+    """
+    exact_scale = RTC_DECIMALS + PRICE_DECIMALS  # the product is in 10**-15 quote
+    numerator = amount_micro_rtc * price_nano_quote * 10**quote_decimals
+    return -(-numerator // 10**exact_scale)
+
+
+def check_order_amount(amount_micro_rtc: int, field: str) -> None:
+    """Raise :class:`MoneyError` unless 0.1 <= amount <= 10,000 RTC."""
+    if amount_micro_rtc < MIN_ORDER_MICRO_RTC:
+        raise MoneyError(field, "must be at least 0.1 RTC")
+    if amount_micro_rtc > MAX_ORDER_MICRO_RTC:
+        raise MoneyError(field, "must be at most 10000 RTC (the escrow node's reward cap)")
+
+
+def check_price(price_nano_quote: int, field: str) -> None:
+    """Raise :class:`MoneyError` unless 0 < price <= ``MAX_PRICE_NANO_QUOTE``."""
+    if price_nano_quote <= 0:
+        raise MoneyError(field, "must be greater than 0")
+    if price_nano_quote > MAX_PRICE_NANO_QUOTE:
+        raise MoneyError(field, "must be at most 100000 per RTC")
