@@ -22,8 +22,8 @@ PRICE_DECIMALS = 9
 MIN_ORDER_MICRO_RTC = 100_000
 #: Largest order: the node's 10,000 RTC reward cap (NODE_API §1.2).
 MAX_ORDER_MICRO_RTC = 10_000 * MICRO_RTC_PER_RTC
-#: Largest price, chosen so the total (amount x price) fits SQLite's signed 64-bit integer.
-MAX_PRICE_NANO_QUOTE = 100_000 * NANO_PER_QUOTE
+#: Largest price: the reference's cap (1000 quote per RTC); totals stay far inside int64.
+MAX_PRICE_NANO_QUOTE = 1000 * NANO_PER_QUOTE
 
 _PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
@@ -46,10 +46,13 @@ PAIRS: dict[str, QuoteAsset] = {
 
 
 class MoneyError(ValueError):
-    """A wire amount is malformed or out of range; ``field`` names the request field."""
+    """A wire amount is malformed or out of range.
+
+    ``field`` names the request field; ``message`` is the full client-facing sentence.
+    """
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(message)
         self.field = field
         self.message = message
 
@@ -63,24 +66,24 @@ def to_units(value: object, *, field: str, decimals: int) -> int:
     Trailing zeros are fine: ``"2.0100000"`` is exactly 2.01.
     """
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
-        raise MoneyError(field, "must be a number or a decimal string")
+        raise MoneyError(field, f"{field} must be a finite decimal number")
     if isinstance(value, str):
         text = value.strip()
         if not _PLAIN_DECIMAL.match(text):
-            raise MoneyError(field, "must be a plain decimal string like '12.5'")
+            raise MoneyError(field, f"{field} must be a finite decimal number (plain decimal string like '12.5')")
         value = Decimal(text)
     number = Decimal(value)
     if not number.is_finite():
-        raise MoneyError(field, "must be finite")
+        raise MoneyError(field, f"{field} must be a finite decimal number")
     if number < 0:
-        raise MoneyError(field, "must not be negative")
+        raise MoneyError(field, f"{field} must not be negative")
     try:
         scaled = number.scaleb(decimals)
         units = int(scaled)
     except (InvalidOperation, OverflowError):
-        raise MoneyError(field, "is out of range") from None
+        raise MoneyError(field, f"{field} is out of range") from None
     if scaled != units:
-        raise MoneyError(field, f"has more than {decimals} decimal places")
+        raise MoneyError(field, f"{field} has more than {decimals} decimal places (rejected, never rounded)")
     return units
 
 
@@ -114,16 +117,16 @@ def total_quote_base_units(amount_micro_rtc: int, price_nano_quote: int, quote_d
 
 
 def check_order_amount(amount_micro_rtc: int, field: str) -> None:
-    """Raise :class:`MoneyError` unless 0.1 <= amount <= 10,000 RTC."""
+    """Raise :class:`MoneyError` (the reference's wording) unless 0.1 <= amount <= 10,000 RTC."""
     if amount_micro_rtc < MIN_ORDER_MICRO_RTC:
-        raise MoneyError(field, "must be at least 0.1 RTC")
+        raise MoneyError(field, "Minimum order: 0.1 RTC")
     if amount_micro_rtc > MAX_ORDER_MICRO_RTC:
-        raise MoneyError(field, "must be at most 10000 RTC (the escrow node's reward cap)")
+        raise MoneyError(field, "Maximum order: 10000 RTC (the escrow node's reward cap)")
 
 
 def check_price(price_nano_quote: int, field: str) -> None:
-    """Raise :class:`MoneyError` unless 0 < price <= ``MAX_PRICE_NANO_QUOTE``."""
+    """Raise :class:`MoneyError` (the reference's wording) unless 0 < price <= 1000."""
     if price_nano_quote <= 0:
-        raise MoneyError(field, "must be greater than 0")
+        raise MoneyError(field, "price_per_rtc must be positive")
     if price_nano_quote > MAX_PRICE_NANO_QUOTE:
-        raise MoneyError(field, "must be at most 100000 per RTC")
+        raise MoneyError(field, "price_per_rtc too high (max 1000)")

@@ -80,6 +80,39 @@ def transition(
     return version
 
 
+def annotate(
+    tx: Tx,
+    order: sqlite3.Row,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    reason: str,
+    now: int,
+    node: NodeRef | None = None,
+) -> int:
+    """Set columns without changing status (e.g. the escrow job id once the node made it).
+
+    Same compare-and-swap as :func:`transition` (status and version), same version bump,
+    and a ``note`` event, so clients still see that the order changed. Returns the version.
+    """
+    unknown = set(changes) - ORDER_COLUMNS
+    if unknown or not changes:
+        raise ValueError(f"not settable: {sorted(unknown) or 'nothing to set'}")
+    sets = ", ".join(f"{name} = :{name}" for name in changes)
+    params = dict(changes, now=now, order_id=order["order_id"], status=order["status"],
+                  version=order["order_version"])
+    cur = tx.execute(
+        f"UPDATE orders SET {sets}, order_version = order_version + 1, updated_at = :now "  # noqa: S608
+        "WHERE order_id = :order_id AND status = :status AND order_version = :version",
+        params,
+    )
+    if cur.rowcount != 1:
+        raise ConcurrentUpdate(f"order {order['order_id']} changed under us (annotate)")
+    version = order["order_version"] + 1
+    record_event(tx, order["order_id"], version, "note", actor=actor, reason=reason, now=now, node=node)
+    return version
+
+
 def record_event(
     tx: Tx,
     order_id: str,

@@ -1,0 +1,154 @@
+"""Strict request parsing: JSON bodies, typed fields and query parameters.
+
+JSON numbers are parsed as ``Decimal`` (never binary float) and ``NaN``/``Infinity`` are
+refused, so money arrives exact (SPEC §3). Every refusal is an :class:`~otc_bridge.errors.Invalid`
+naming the field, raised before anything is written or any node is called.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from flask import request
+
+from otc_bridge import money
+from otc_bridge.errors import Invalid
+
+_ETH_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ERG_ADDRESS = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{30,120}$")  # base58, as Ergo addresses are
+_QUOTE_TX = re.compile(r"^[A-Za-z0-9:_\-.]{1,200}$")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON money")
+
+
+def json_object(allowed: Iterable[str]) -> dict[str, Any]:
+    """The request body as a dict; unknown top-level fields are refused.
+
+    Errors (400): ``JSON body required`` (missing, empty or not JSON), ``JSON object
+    required`` (JSON but not an object), ``unknown field: <name>``.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise Invalid("JSON body required")
+    try:
+        data = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise Invalid("JSON body required") from None
+    if not isinstance(data, dict):
+        raise Invalid("JSON object required")
+    for name in data:
+        if name not in allowed:
+            raise Invalid(f"unknown field: {name}", field=name)
+    return data
+
+
+def text(data: dict, name: str, *, required: bool, message: str | None = None,
+         max_length: int = 200) -> str | None:
+    """A string field, stripped; ``None`` if absent and optional. Non-strings are refused."""
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise Invalid(message or f"{name} required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise Invalid(f"{name} must be a string", field=name)
+    value = value.strip()
+    if len(value) > max_length:
+        raise Invalid(f"{name} is longer than {max_length} characters", field=name)
+    return value
+
+
+def integer(data: dict, name: str, default: int) -> int:
+    """A JSON integer field (booleans, decimals and strings refused); ``default`` if absent."""
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"{name} must be an integer", field=name)
+    return value
+
+
+def amount(data: dict, decimal_name: str, units_name: str, decimals: int) -> int:
+    """An amount given as a decimal (``amount_rtc``) and/or exact units (``amount_micro_rtc``).
+
+    Both forms must agree when both are sent. Raises :class:`Invalid` naming the field.
+    """
+    units = None
+    if data.get(units_name) is not None:
+        raw = data[units_name]
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+            raise Invalid(f"{units_name} must be a positive integer", field=units_name)
+        units = raw
+    if data.get(decimal_name) is None:
+        if units is None:
+            raise Invalid(f"{decimal_name} must be a finite decimal number", field=decimal_name)
+        return units
+    try:
+        parsed = money.to_units(data[decimal_name], field=decimal_name, decimals=decimals)
+    except money.MoneyError as exc:
+        raise Invalid(exc.message, field=exc.field) from None
+    if units is not None and units != parsed:
+        raise Invalid(f"{decimal_name} and {units_name} disagree", field=units_name)
+    return parsed
+
+
+def quote_address(data: dict, pair: str, *, required: bool, why: str) -> str:
+    """``eth_address``: the party's address on the quote chain, checked for the pair.
+
+    ETH and USDC take ``0x`` + 40 hex; ERG a base58 address. Empty is allowed only when
+    not ``required`` (``why`` explains the requirement in the error).
+    """
+    value = text(data, "eth_address", required=required, message=f"eth_address required: {why}",
+                 max_length=120)
+    if value is None:
+        return ""
+    pattern = _ERG_ADDRESS if pair == "RTC/ERG" else _ETH_ADDRESS
+    if not pattern.match(value):
+        kind = "a base58 Ergo address" if pair == "RTC/ERG" else "0x followed by 40 hex characters"
+        raise Invalid(f"eth_address must be {kind} for {pair}", field="eth_address")
+    return value
+
+
+def quote_tx(data: dict) -> str:
+    """``quote_tx``: the quote-chain transaction reference (required, plain characters)."""
+    value = text(data, "quote_tx", required=True, message="quote_tx required")
+    if not _QUOTE_TX.match(value):
+        raise Invalid("quote_tx must be 1-200 letters, digits or ':_-.'", field="quote_tx")
+    return value
+
+
+def pair_arg(required_default: str | None = None) -> str | None:
+    """``?pair=``: a supported pair (upper-cased), ``required_default`` if absent; 400 otherwise."""
+    raw = request.args.get("pair")
+    if raw is None or raw == "":
+        return required_default
+    pair = raw.strip().upper()
+    if pair not in money.PAIRS:
+        raise Invalid(f"Unsupported pair. Supported: {list(money.PAIRS)}", field="pair")
+    return pair
+
+
+def page_args(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int]:
+    """``?limit=&offset=`` with the reference's error strings; limit capped at ``max_limit``."""
+    limit = _int_arg("limit", default_limit, "limit_must_be_integer")
+    if limit < 1:
+        raise Invalid("limit_must_be_positive", field="limit")
+    offset = _int_arg("offset", 0, "offset_must_be_integer")
+    if offset < 0:
+        raise Invalid("offset_must_be_non_negative", field="offset")
+    return min(limit, max_limit), offset
+
+
+def _int_arg(name: str, default: int, error: str) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?\d{1,9}", raw.strip()):
+        raise Invalid(error, field=name)
+    return int(raw)

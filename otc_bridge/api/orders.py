@@ -1,0 +1,199 @@
+"""``/api/orders`` routes: thin views over :mod:`otc_bridge.orders` (SPEC §3).
+
+Each view parses and validates its input (400 naming the field, before any signature
+check, as the reference orders them), calls one service and shapes the response.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from otc_bridge import money, orders, store, views
+from otc_bridge.api import body
+from otc_bridge.context import Bridge
+from otc_bridge.errors import Invalid, NotFound
+from otc_bridge.model import Status
+
+bp = Blueprint("orders", __name__)
+
+_SIDES = ("buy", "sell")
+_SHOW_INSTRUCTIONS = frozenset({Status.MATCHED, Status.SETTLING, Status.PAYOUT_PENDING,
+                                Status.SETTLEMENT_RECOVERY, Status.COMPLETED})
+
+
+def bridge() -> Bridge:
+    """The app's :class:`~otc_bridge.context.Bridge` (built by the app factory)."""
+    return current_app.extensions["otc_bridge"]
+
+
+def _side(raw: object) -> str:
+    side = raw.strip().lower() if isinstance(raw, str) else ""
+    if side not in _SIDES:
+        raise Invalid("side must be 'buy' or 'sell'", field="side")
+    return side
+
+
+def _pair(raw: object) -> str:
+    if raw is None:
+        return "RTC/USDC"  # the reference's default pair
+    pair = raw.strip().upper() if isinstance(raw, str) else ""
+    if pair not in money.PAIRS:
+        raise Invalid(f"Unsupported pair. Supported: {list(money.PAIRS)}", field="pair")
+    return pair
+
+
+@bp.post("/api/orders")
+def create_order():
+    """Create a buy or sell order (201). Sell orders lock escrow and return the preimage once."""
+    b = bridge()
+    cfg = b.config
+    data = body.json_object({"side", "pair", "wallet", "amount_rtc", "amount_micro_rtc", "price_per_rtc",
+                             "price_per_rtc_nano_quote", "eth_address", "ttl_seconds", "wallet_auth"})
+    ttl = body.integer(data, "ttl_seconds", cfg.default_order_ttl_seconds)
+    if not 3600 <= ttl <= cfg.max_order_ttl_seconds:
+        raise Invalid(f"ttl_seconds must be between 3600 and {cfg.max_order_ttl_seconds} (the escrow "
+                      "must outlive the order plus the settle window within the node's 30-day job TTL)",
+                      field="ttl_seconds")
+    side = _side(data.get("side"))
+    pair = _pair(data.get("pair"))
+    wallet = body.text(data, "wallet", required=True, message="wallet required (RTC wallet ID)")
+    amount = body.amount(data, "amount_rtc", "amount_micro_rtc", money.RTC_DECIMALS)
+    price = body.amount(data, "price_per_rtc", "price_per_rtc_nano_quote", money.PRICE_DECIMALS)
+    try:
+        money.check_order_amount(amount, "amount_rtc")
+        money.check_price(price, "price_per_rtc")
+    except money.MoneyError as exc:
+        raise Invalid(exc.message, field=exc.field) from None
+    address = body.quote_address(data, pair, required=side == "sell",
+                                 why="the seller's quote-chain address that the buyer's HTLC pays")
+    req = orders.CreateRequest(side=side, pair=pair, wallet=wallet, quote_address=address,
+                               amount_micro_rtc=amount, price_nano_quote=price, ttl_seconds=ttl,
+                               wallet_auth=data.get("wallet_auth"))
+    created = orders.create_order(b, req)
+    order = created.order
+    out = {"ok": True, **views.order_view(order), "expires_in_hours": round(ttl / 3600, 1)}
+    if side == "sell":
+        out.update(htlc_secret=created.htlc_secret, escrow_status="locked",
+                   message=f"Sell order created. {views.order_view(order)['amount_rtc']} RTC locked in "
+                           "escrow. SAVE htlc_secret NOW: it is shown only once and is needed to settle.")
+    else:
+        out["message"] = "Buy order created. Waiting for a seller to match."
+    return jsonify(out), 201
+
+
+@bp.get("/api/orders")
+def list_orders():
+    """Open orders: ``pair``, ``side``, ``limit`` (1..200), ``offset``; best price first."""
+    b = bridge()
+    pair = body.pair_arg()
+    side_arg = request.args.get("side")
+    side = _side(side_arg) if side_arg else None
+    limit, offset = body.page_args()
+    where = ["status = 'open'", "expires_at > ?"]
+    params: list = [b.now()]
+    if pair:
+        where.append("pair = ?")
+        params.append(pair)
+    if side:
+        where.append("side = ?")
+        params.append(side)
+    clause = " AND ".join(where)
+    rows = b.db.read(
+        f"SELECT * FROM orders WHERE {clause} ORDER BY CASE side WHEN 'buy' THEN 0 ELSE 1 END, "  # noqa: S608
+        "CASE side WHEN 'sell' THEN price_nano_quote END ASC, "
+        "CASE side WHEN 'buy' THEN price_nano_quote END DESC, created_at ASC LIMIT ? OFFSET ?",
+        (*params, limit, offset))
+    total = b.db.read_one(f"SELECT COUNT(*) FROM orders WHERE {clause}", tuple(params))[0]  # noqa: S608
+    return jsonify(ok=True, orders=[views.book_entry(r) for r in rows], total=total, limit=limit,
+                   offset=offset, pairs=list(money.PAIRS))
+
+
+@bp.get("/api/orders/<order_id>")
+def get_order(order_id: str):
+    """One order; ``htlc_secret`` only once ``completed``; instructions once matched."""
+    b = bridge()
+    order = store.get_order(b.db.connection(), order_id)
+    if order is None:
+        raise NotFound("Order not found")
+    out = {"ok": True, "order": views.order_view(order)}
+    if order["status"] in _SHOW_INSTRUCTIONS and order["matched_at"]:
+        out["settlement_instructions"] = views.settlement_instructions(order, b.config)
+    return jsonify(out)
+
+
+@bp.post("/api/orders/<order_id>/match")
+def match_order(order_id: str):
+    """Take an order. For a buy order the taker (RTC seller) locks escrow and gets the preimage."""
+    b = bridge()
+    data = body.json_object({"wallet", "eth_address", "wallet_auth"})
+    wallet = body.text(data, "wallet", required=True)
+    order = store.get_order(b.db.connection(), order_id)
+    pair = order["pair"] if order else "RTC/USDC"
+    taker_sells = order is not None and order["side"] == "buy"
+    address = body.quote_address(data, pair, required=taker_sells,
+                                 why="the RTC seller's quote-chain address that the buyer's HTLC pays")
+    order, secret = orders.match_order(b, order_id, wallet, address, data.get("wallet_auth"))
+    out = {"ok": True, **views.order_view(order),
+           "settlement_instructions": views.settlement_instructions(order, b.config)}
+    if secret:
+        out["htlc_secret"] = secret
+        out["message"] = ("RTC locked in escrow. SAVE htlc_secret NOW: it is shown only once. Claim the "
+                          "buyer's quote HTLC with it, then confirm here to release the RTC.")
+    else:
+        out["message"] = "Order matched. Lock the quote amount in an HTLC as instructed before settle_by."
+    return jsonify(out)
+
+
+@bp.post("/api/orders/<order_id>/confirm")
+def confirm_order(order_id: str):
+    """Settle with the preimage. 200 for every settlement outcome; ``ok`` only when completed."""
+    b = bridge()
+    data = body.json_object({"wallet", "quote_tx", "secret"})
+    wallet = body.text(data, "wallet", required=False)
+    quote_tx = body.quote_tx(data)
+    secret = body.text(data, "secret", required=True,
+                       message="HTLC secret (preimage) required to confirm settlement")
+    order = orders.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet)
+    return jsonify(_confirm_response(order))
+
+
+_CONFIRM_MESSAGES = {
+    Status.COMPLETED: "Trade completed. RTC payout to {r} confirmed. HTLC secret verified and revealed.",
+    Status.PAYOUT_PENDING: ("Escrow released; RTC payout to {r} is QUEUED and pending confirmation on the node. "
+                            "The HTLC secret is withheld until the payout confirms; poll GET /api/orders/{o}."),
+    Status.SETTLEMENT_RECOVERY: ("Escrow left but the payout to {r} could not be confirmed. Operators were "
+                                "alerted; the payout is idempotent and will be resolved. Do NOT confirm again."),
+    Status.MATCHED: "The escrow node refused the release; no funds left escrow. Order is 'matched': retry confirm.",
+    Status.SETTLING: "The escrow node did not answer; settlement is claimed and will be finished by the reconciler.",
+}
+
+
+def _confirm_response(order) -> dict:
+    status = Status(order["status"])
+    recipient = order["payout_wallet"]
+    out = {
+        "ok": status == Status.COMPLETED,
+        **views.order_view(order),
+        "rtc_recipient": recipient,
+        "rtc_transfer_status": {Status.COMPLETED: "confirmed", Status.PAYOUT_PENDING: "pending",
+                                Status.SETTLEMENT_RECOVERY: "manual_recovery_required",
+                                Status.MATCHED: "escrow_release_refused"}.get(status, "in_progress"),
+        "rtc_transfer_tx_hash": order["payout_tx_hash"],
+        "message": _CONFIRM_MESSAGES.get(status, "").format(r=recipient, o=order["order_id"]),
+    }
+    if status == Status.COMPLETED:
+        out["trade_id"] = "trade_" + order["order_id"].removeprefix("otc_")
+    return out
+
+
+@bp.post("/api/orders/<order_id>/cancel")
+def cancel_order(order_id: str):
+    """The maker cancels an open order; a sell order's escrow is refunded."""
+    b = bridge()
+    data = body.json_object({"wallet", "wallet_auth"})
+    wallet = body.text(data, "wallet", required=True)
+    order = orders.cancel_order(b, order_id, wallet, data.get("wallet_auth"))
+    refunded = order["status"] == Status.CANCELLED
+    return jsonify(ok=True, **views.order_view(order), escrow_refunded=refunded,
+                   message="Order cancelled. Escrow refunded." if refunded else
+                   "Order cancel accepted; escrow refund is pending and will be retried by reconciliation.")

@@ -1,0 +1,125 @@
+"""The application factory: ``create_app(config)`` builds everything, importing does nothing.
+
+Cross-cutting HTTP concerns live here: the request id, the per-IP rate limit on POST
+routes, security headers, CORS, the body size limit, and the one error handler that maps
+domain errors to HTTP (internal errors become a generic 500, detail only in the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+
+import requests
+from flask import Flask, g, jsonify, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from otc_bridge import ratelimit
+from otc_bridge.config import Config, ConfigError
+from otc_bridge.context import Bridge, wall_clock
+from otc_bridge.db import Database
+from otc_bridge.errors import BridgeError
+from otc_bridge.escrow import EscrowNodeClient
+
+log = logging.getLogger(__name__)
+
+_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+             "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+             "frame-ancestors 'none'; form-action 'self'")
+
+
+class TransactionGuardSession(requests.Session):
+    """A ``requests`` session that refuses to send while this thread holds a write
+    transaction (SPEC §6: no HTTP call is ever made with the SQLite write lock held)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self._db = db
+
+    def request(self, *args, **kwargs):  # type: ignore[override]
+        if self._db.in_write_transaction():
+            raise RuntimeError("node call attempted inside a write transaction")
+        return super().request(*args, **kwargs)
+
+
+def build_bridge(config: Config, *, clock: Callable[[], int] = wall_clock,
+                 session: requests.Session | None = None) -> Bridge:
+    """Open (and migrate) the database and build the node client for ``config``.
+
+    Raises :class:`ConfigError` if ``RUSTCHAIN_NODE`` is unset: the bridge cannot run
+    without its escrow node (``otc-bridge dev`` starts a local one).
+    """
+    if not config.node_url:
+        raise ConfigError("RUSTCHAIN_NODE", "the escrow node URL is required (use `otc-bridge dev` for a local one)")
+    db = Database(config.db_path, synchronous=config.sqlite_synchronous)
+    db.migrate()
+    node = EscrowNodeClient(
+        config.node_url, admin_key=config.node_admin_key, session=session or TransactionGuardSession(db),
+        connect_timeout_seconds=config.node_connect_timeout_seconds,
+        read_timeout_seconds=config.node_read_timeout_seconds,
+        allow_insecure_admin=config.allow_insecure_admin, tls_verify=config.node_tls_verify)
+    return Bridge(config=config, db=db, node=node, clock=clock)
+
+
+def create_app(config: Config | None = None, *, bridge: Bridge | None = None) -> Flask:
+    """Build the Flask app. ``config`` defaults to the environment; ``bridge`` lets tests
+    inject their own database, node client or clock."""
+    config = config or (bridge.config if bridge else Config.from_env(os.environ))
+    bridge = bridge or build_bridge(config)
+    app = Flask(__name__, static_folder="web/static", static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["otc_bridge"] = bridge
+    if config.cors_origins:
+        CORS(app, resources={r"/api/*": {"origins": list(config.cors_origins)}})
+
+    from otc_bridge.api import admin, market, orders, web
+
+    for module in (orders, market, admin, web):
+        app.register_blueprint(module.bp)
+    _install_hooks(app, bridge)
+    return app
+
+
+def _install_hooks(app: Flask, bridge: Bridge) -> None:
+    @app.before_request
+    def start_request():
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        if request.method == "POST" and request.path.startswith("/api/"):
+            ip = ratelimit.client_ip(request.remote_addr, request.headers, bridge.config.trusted_proxies)
+            verdict = ratelimit.hit(bridge.db, f"ip:{ip}", bridge.config.rate_limit, bridge.now())
+            if not verdict.allowed:
+                response = jsonify(error="Rate limit exceeded", retry_after_seconds=verdict.retry_after_seconds)
+                response.status_code = 429
+                response.headers["Retry-After"] = str(verdict.retry_after_seconds)
+                return response
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Content-Security-Policy"] = _PAGE_CSP
+        if request.path.startswith(("/api/", "/admin/")):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(BridgeError)
+    def domain_error(exc: BridgeError):
+        return jsonify(exc.body()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {404: "Not found", 405: "Method not allowed",
+                    413: f"Request body too large (limit {bridge.config.max_body_bytes} bytes)"}
+        return jsonify(error=messages.get(exc.code or 500, exc.name)), exc.code
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        log.exception("internal error on %s %s (request %s)", request.method, request.path, g.get("request_id"))
+        return jsonify(error="Internal server error"), 500

@@ -1,0 +1,155 @@
+"""``otc-bridge``: the operator's and developer's command line.
+
+``serve`` runs the bridge under gunicorn against a real node; ``dev`` runs the embedded
+default (dev escrow node + bridge on 127.0.0.1, SQLite files under ``./data``);
+``demo`` drives two scripted traders through a sell-order and a buy-order swap against a
+running bridge; ``devnode``, ``init-db`` and ``reconcile`` do one thing each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from otc_bridge.config import Config, ConfigError
+
+log = logging.getLogger("otc_bridge")
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _config(**overrides: object) -> Config:
+    env = dict(os.environ)
+    for key, value in overrides.items():
+        if value is not None:
+            env[key] = str(value)
+    try:
+        return Config.from_env(env)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from None
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+def main(log_level: str) -> None:
+    """OTC bridge: swap RTC against ETH, USDC or ERG with node escrow and HTLCs."""
+    _setup_logging(log_level)
+
+
+@main.command()
+@click.option("--host", help="listen address (OTC_HOST, default 127.0.0.1)")
+@click.option("--port", type=int, help="listen port (OTC_PORT, default 5580)")
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+@click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")
+@click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes")
+@click.option("--threads", type=int, default=4, show_default=True, help="threads per worker")
+def serve(host, port, db_path, node_url, workers, threads) -> None:
+    """Run the bridge under gunicorn (production WSGI server)."""
+    cfg = _config(OTC_HOST=host, OTC_PORT=port, OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url)
+    if not cfg.node_url:
+        raise click.UsageError("no escrow node: set RUSTCHAIN_NODE or --node "
+                               "(for a local dev node and bridge, run `otc-bridge dev`)")
+    from gunicorn.app.base import BaseApplication
+
+    from otc_bridge.app import build_bridge, create_app
+
+    build_bridge(cfg)  # migrate once in the master, and fail fast on a bad setting
+
+    class _Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{cfg.host}:{cfg.port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+
+        def load(self):
+            return create_app(cfg)
+
+    _Gunicorn().run()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=5581, show_default=True)
+@click.option("--db", "db_path", default="data/devnode.db", show_default=True)
+@click.option("--admin-key", default=None, help="node admin key (>= 32 chars); default: the dev key")
+@click.option("--confirm-delay", type=int, default=0, show_default=True,
+              help="seconds before a queued transfer can be confirmed")
+@click.option("--faults", default=None, help='fault rules, e.g. "POST /wallet/transfer=timeout_after:count=1"')
+def devnode(host, port, db_path, admin_key, confirm_delay, faults) -> None:
+    """Run the local dev escrow node (a simulator of the RustChain node)."""
+    from otc_bridge.devnode import create_app as create_devnode
+    from otc_bridge.devnode.faults import parse_fault_spec
+    from otc_bridge.devnode.server import DEFAULT_DEV_ADMIN_KEY, serve_forever
+
+    rules = [parse_fault_spec(part) for part in faults.split(";")] if faults else None
+    app = create_devnode(db_path, admin_key or DEFAULT_DEV_ADMIN_KEY, confirm_delay_seconds=confirm_delay,
+                         faults=rules)
+    click.echo(f"dev escrow node on http://{host}:{port} (db {db_path})")
+    serve_forever(app, host, port)
+
+
+@main.command("init-db")
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+def init_db(db_path) -> None:
+    """Create or migrate the bridge database, then exit."""
+    from otc_bridge.db import Database
+
+    cfg = _config(OTC_DB_PATH=db_path)
+    version = Database(cfg.db_path, synchronous=cfg.sqlite_synchronous).migrate()
+    click.echo(f"{cfg.db_path}: schema version {version}")
+
+
+@main.command()
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+@click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")
+def reconcile(db_path, node_url) -> None:
+    """Run one reconcile pass and print its counts as JSON."""
+    from otc_bridge import reconcile as reconciler
+    from otc_bridge.app import build_bridge
+
+    bridge = build_bridge(_config(OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url))
+    summary = reconciler.run_once(bridge)
+    click.echo(json.dumps(summary, sort_keys=True))
+    sys.exit(1 if summary.get("errors") else 0)
+
+
+@main.command()
+@click.option("--data-dir", default="data", show_default=True, help="where the SQLite files live")
+@click.option("--port", type=int, default=5580, show_default=True, help="bridge port")
+@click.option("--node-port", type=int, default=5581, show_default=True, help="dev node port")
+@click.option("--fund-rtc", default="1000", show_default=True, help="RTC given to each demo wallet")
+def dev(data_dir, port, node_port, fund_rtc) -> None:
+    """Run the embedded default: dev escrow node + bridge on 127.0.0.1, demo wallets funded."""
+    from otc_bridge import devtools
+
+    settings = devtools.DevSettings(data_dir=Path(data_dir), port=port, node_port=node_port,
+                                    admin_token=secrets.token_urlsafe(24), fund_rtc=fund_rtc)
+    devtools.run_dev(settings, echo=click.echo)
+
+
+@main.command()
+@click.option("--bridge", "bridge_url", default=None, help="bridge URL (default: from data/dev.json)")
+@click.option("--data-dir", default="data", show_default=True, help="where `dev` wrote dev.json")
+def demo(bridge_url, data_dir) -> None:
+    """Two scripted traders run a sell-order and a buy-order swap against a running bridge."""
+    from otc_bridge import devtools
+
+    info = devtools.load_dev_info(Path(data_dir))
+    if bridge_url:
+        info["bridge_url"] = bridge_url
+    ok = devtools.run_demo(info, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,324 @@
+"""The money path: lock escrow, release it to the buyer, refund it to the seller.
+
+Every function here follows one pattern (SPEC §4 rules 1-3): the order row already says
+what is being attempted (``locking``, ``settling``, ``refund_pending`` with the job id,
+amounts and idempotency key), then the node is called with no transaction open, then the
+outcome is recorded. Progress is always decided from an authoritative read of the escrow
+job (``GET /agent/jobs/<id>``) or of the payout (``GET /wallet/tx/<tx_hash>``), never
+from a guess about a failed call: the node's ``/agent/*`` routes are unauthenticated, so
+anyone may have moved the job (NODE_API §2), and a 409 never means "probably mine".
+
+Escrow custody: right after creation the bridge claims the job with its own worker wallet
+(``Config.worker_wallet``). A claimed job can be neither claimed by anyone else nor
+cancelled by the poster until its TTL (NODE_API §1.3, §1.7), so only the bridge can advance
+it: release = deliver + accept (pays the reward to the worker wallet) + a keyed transfer
+to the buyer; refund = deliver + dispute + cancel (returns reward and fee to the poster).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from decimal import Decimal, InvalidOperation
+
+from otc_bridge import store
+from otc_bridge.context import Bridge
+from otc_bridge.escrow import Job, NodeResult
+from otc_bridge.invariants import check_after_commit
+from otc_bridge.model import Status
+from otc_bridge.store import NodeRef
+
+log = logging.getLogger(__name__)
+
+#: Refund causes that end an order as ``expired`` rather than ``cancelled``.
+EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
+
+
+def node_ref(result: NodeResult, ref: str | None = None) -> NodeRef:
+    """An audit-log reference for one node call (status code and error, never a secret)."""
+    detail = {"status_code": result.status_code, "latency_ms": result.latency_ms}
+    if result.error:
+        detail["error"] = result.error
+    return NodeRef(result.endpoint, str(result.outcome), ref, detail)
+
+
+def record_call(bridge: Bridge, order_id: str, result: NodeResult, *, ref: str | None,
+                reason: str) -> None:
+    """Append a ``node_call`` event for ``result`` in its own short transaction."""
+    with bridge.db.transaction() as tx:
+        row = store.get_order(tx.conn, order_id)
+        store.record_event(tx, order_id, row["order_version"], "node_call", actor="bridge",
+                           reason=reason, now=bridge.now(), node=node_ref(result, ref))
+
+
+def move(bridge: Bridge, order: sqlite3.Row, to: Status, *, actor: str, reason: str,
+         changes: dict | None = None, node: NodeRef | None = None,
+         alert: tuple[str, str] | None = None) -> sqlite3.Row:
+    """CAS ``order`` (as last read) to ``to``; returns the fresh row.
+
+    ``alert`` = ``(code, message)`` raises an operator alert in the same transaction.
+    Raises ``store.ConcurrentUpdate`` if the row moved since ``order`` was read.
+    """
+    with bridge.db.transaction() as tx:
+        store.transition(tx, order, to, actor=actor, reason=reason, now=bridge.now(),
+                         changes=changes, node=node)
+        fresh = store.get_order(tx.conn, order["order_id"])
+        if alert:
+            store.alert(tx, fresh, code=alert[0], message=alert[1], now=bridge.now(), node=node)
+        tx.after_commit(lambda: check_after_commit(bridge.db, order["order_id"]))
+    return store.get_order(bridge.db.connection(), order["order_id"])
+
+
+def annotate(bridge: Bridge, order: sqlite3.Row, changes: dict, *, reason: str,
+             node: NodeRef | None = None) -> sqlite3.Row:
+    """Set columns without a status change (CAS + version bump + note event); fresh row."""
+    with bridge.db.transaction() as tx:
+        store.annotate(tx, order, changes, actor="bridge", reason=reason, now=bridge.now(), node=node)
+    return store.get_order(bridge.db.connection(), order["order_id"])
+
+
+def raise_alert(bridge: Bridge, order: sqlite3.Row, code: str, message: str) -> None:
+    """An operator alert about ``order`` without a status change (deduplicated per version)."""
+    log.warning("alert %s on order %s: %s", code, order["order_id"], message)
+    with bridge.db.transaction() as tx:
+        fresh = store.get_order(tx.conn, order["order_id"])
+        store.alert(tx, fresh, code=code, message=message, now=bridge.now())
+
+
+def job_problem(bridge: Bridge, order: sqlite3.Row, job: Job) -> str | None:
+    """Why ``job`` is not the escrow ``order`` relies on (poster, amounts), or ``None``.
+
+    Status and worker are judged by the callers, which know what they expect next.
+    """
+    if job.poster_wallet != order["escrow_wallet"]:
+        return f"job poster is {job.poster_wallet!r}, expected the order's seller"
+    if job.reward_i64 != order["escrow_reward_micro_rtc"]:
+        return f"job reward is {job.reward_i64} micro-RTC, order needs {order['escrow_reward_micro_rtc']}"
+    if job.escrow_i64 != order["escrow_total_micro_rtc"]:
+        return f"job escrow is {job.escrow_i64} micro-RTC, expected {order['escrow_total_micro_rtc']}"
+    return None
+
+
+def held_by_bridge(bridge: Bridge, order: sqlite3.Row, job: Job) -> bool:
+    """True if ``job`` is the order's escrow, claimed by the bridge's worker and untouched."""
+    return (job_problem(bridge, order, job) is None and job.status == "claimed"
+            and job.worker_wallet == bridge.config.worker_wallet)
+
+
+def read_job(bridge: Bridge, order: sqlite3.Row, reason: str) -> Job | None:
+    """Authoritative read of the order's escrow job (recorded); ``None`` if the node did not
+    answer usably (the caller leaves the order as it is for the reconciler)."""
+    read = bridge.node.get_job(order["escrow_job_id"])
+    record_call(bridge, order["order_id"], read.result, ref=order["escrow_job_id"], reason=reason)
+    return read.job
+
+
+# --- refund -------------------------------------------------------------------------------
+
+def refund_end_status(order: sqlite3.Row) -> Status:
+    """``expired`` for time-based endings, else ``cancelled`` (the stored cause decides)."""
+    return Status.EXPIRED if order["end_cause"] in EXPIRY_CAUSES else Status.CANCELLED
+
+
+def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
+    """Drive a ``refund_pending`` order's escrow back to its poster; returns the fresh row.
+
+    Each step reads the job, then makes the one call its status calls for
+    (claimed -> deliver, delivered -> dispute, open/disputed -> cancel), until the node
+    reports the job ``cancelled`` or ``expired`` (both refund reward + fee to the poster,
+    NODE_API §1.7, §1.9). A job completed by anyone, or not the order's escrow at all,
+    goes to ``settlement_recovery`` with an alert: it is never taken for a refund. A job
+    claimed by a third party cannot be refunded before its TTL; the order waits and alerts.
+    An unusable node answer leaves the order in ``refund_pending`` for the reconciler.
+    """
+    if order["escrow_job_id"] is None:
+        return move(bridge, order, refund_end_status(order), actor="bridge",
+                    reason="no escrow job was ever created; nothing to refund",
+                    changes={"ended_at": bridge.now()})
+    worker, poster = bridge.config.worker_wallet, order["escrow_wallet"]
+    job_id = order["escrow_job_id"]
+    for _ in range(5):  # claimed -> delivered -> disputed -> cancelled, plus one read to spare
+        job = read_job(bridge, order, "refund: read escrow job")
+        if job is None:
+            return order
+        problem = job_problem(bridge, order, job)
+        if problem:
+            return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
+                        alert=("escrow_job_mismatch", problem))
+        if job.status in ("cancelled", "expired"):
+            return move(bridge, order, refund_end_status(order), actor="bridge",
+                        reason=f"node reports the escrow job {job.status}: refunded to the poster",
+                        changes={"ended_at": bridge.now()})
+        if job.status == "completed":
+            message = f"escrow job was accepted (paid to {job.worker_wallet}) while a refund was due"
+            return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
+                        alert=("escrow_released_during_refund", message))
+        if job.status == "claimed" and job.worker_wallet != worker:
+            raise_alert(bridge, order, "escrow_claimed_by_third_party",
+                        f"job claimed by {job.worker_wallet}; refund possible only after its TTL")
+            return store.get_order(bridge.db.connection(), order["order_id"])
+        if job.status == "claimed":
+            result = bridge.node.deliver_job(job_id, worker_wallet=worker,
+                                             result_summary=f"OTC order {order['order_id']} ended; refunding")
+        elif job.status == "delivered":
+            result = bridge.node.dispute_job(job_id, poster_wallet=poster,
+                                             reason=f"OTC order {order['order_id']} ended; refund to poster")
+        else:  # open or disputed: the poster may cancel
+            result = bridge.node.cancel_job(job_id, poster_wallet=poster)
+        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"refund step from {job.status}")
+        if result.unknown:
+            return order
+        order = store.get_order(bridge.db.connection(), order["order_id"])
+    return order
+
+
+# --- release and payout -------------------------------------------------------------------
+
+def _credited_micro_rtc(result: NodeResult) -> int | None:
+    """``reward_paid_rtc`` of an accept response in micro-RTC (exact), or ``None``.
+
+    The node computes it as ``reward_i64 / 1e6`` (NODE_API §1.5); its shortest decimal
+    repr scales back to the integer exactly.
+    """
+    value = (result.body or {}).get("reward_paid_rtc")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        scaled = Decimal(repr(value)).scaleb(6)
+    except InvalidOperation:
+        return None
+    return int(scaled) if scaled == int(scaled) else None
+
+
+def advance_release(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
+    """Release a ``settling`` order's escrow to the bridge worker, then pay the buyer.
+
+    Resumable from any point (the reconciler calls it too): the job's status on the node
+    says which step is next (claimed -> deliver, delivered -> accept, completed -> pay).
+    A step explicitly refused while the job is still held untouched returns the order to
+    ``matched`` (nothing left escrow; the confirm may be retried). A job moved by anyone
+    else goes to ``settlement_recovery`` with an alert. An unusable node answer leaves
+    ``settling`` for the reconciler (after its grace period).
+    """
+    worker, job_id = bridge.config.worker_wallet, order["escrow_job_id"]
+    for _ in range(4):
+        job = read_job(bridge, order, "release: read escrow job")
+        if job is None:
+            return order
+        problem = job_problem(bridge, order, job)
+        if problem is None and job.worker_wallet != worker:
+            problem = f"escrow job is {job.status} with worker {job.worker_wallet!r}, not the bridge"
+        if problem is None and job.status not in ("claimed", "delivered", "completed"):
+            problem = f"escrow job is {job.status} on the node; it cannot be released"
+        if problem:
+            return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
+                        alert=("escrow_job_moved", problem))
+        if job.status == "completed":
+            return pay_buyer(bridge, order)
+        if job.status == "claimed":
+            summary = f"OTC trade confirmed. Order: {order['order_id']}. Quote TX: {order['quote_tx']}"
+            result = bridge.node.deliver_job(job_id, worker_wallet=worker, result_summary=summary[:500])
+        else:
+            result = bridge.node.accept_job(job_id, poster_wallet=order["escrow_wallet"], rating=5)
+        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"release step from {job.status}")
+        if result.ok and job.status == "delivered":
+            credited = _credited_micro_rtc(result)
+            if credited is not None and credited != order["escrow_reward_micro_rtc"]:
+                message = f"accept credited {credited} micro-RTC, order escrow says {order['escrow_reward_micro_rtc']}"
+                return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
+                            alert=("escrow_credit_mismatch", message), node=node_ref(result, job_id))
+        if result.unknown:
+            return order
+        if result.failed:
+            again = read_job(bridge, order, "release: re-read after refusal")
+            if again is not None and again.status == job.status and held_or_delivered(bridge, order, again):
+                if job.status == "claimed":
+                    return move(bridge, order, Status.MATCHED, actor="bridge",
+                                reason=f"node refused deliver ({result.error}); no funds left escrow",
+                                node=node_ref(result, job_id),
+                                changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
+                return order  # delivered but accept refused: only the reconciler may judge it
+        order = store.get_order(bridge.db.connection(), order["order_id"])
+    return order
+
+
+def held_or_delivered(bridge: Bridge, order: sqlite3.Row, job: Job) -> bool:
+    """The job is ours and still waits for the bridge (claimed or delivered by our worker)."""
+    return (job_problem(bridge, order, job) is None and job.worker_wallet == bridge.config.worker_wallet
+            and job.status in ("claimed", "delivered"))
+
+
+def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
+    """Queue the keyed payout from the worker wallet to the buyer; returns the fresh row.
+
+    The key ``otc_payout:<order_id>`` was fixed when the confirm won the claim, so a
+    repeat of this call can never pay twice (NODE_API §1.11: same key + same fields ->
+    the existing row). The outcome decides the status: queued -> ``payout_pending``,
+    confirmed -> ``completed``, voided or refused -> ``settlement_recovery`` (alert).
+    A lost answer is resolved by ``GET /wallet/tx/<tx_hash>``; if the node has no such
+    transfer, one re-send with the same key is safe; anything else is recovery.
+    """
+    key = order["payout_key"]
+    for attempt in range(2):
+        result = bridge.node.transfer(from_wallet=bridge.config.worker_wallet, to_wallet=order["payout_wallet"],
+                                      amount_micro_rtc=order["payout_micro_rtc"], reason=key,
+                                      idempotency_key=key)
+        record_call(bridge, order["order_id"], result, ref=order["payout_tx_hash"], reason="payout transfer")
+        if result.ok:
+            return apply_payout_phase(bridge, order, str(result.body["phase"]), node_ref(result, key))
+        if result.failed:
+            message = f"payout refused by the node after the escrow was released: {result.error}"
+            return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
+                        node=node_ref(result, key), alert=("payout_refused", message))
+        status = bridge.node.tx_status(order["payout_tx_hash"])
+        record_call(bridge, order["order_id"], status.result, ref=order["payout_tx_hash"],
+                    reason="payout status after an unanswered transfer")
+        if status.status == "not_found" and attempt == 0:
+            continue
+        phase = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}.get(status.status or "")
+        if phase:
+            return apply_payout_phase(bridge, order, phase, node_ref(status.result, order["payout_tx_hash"]))
+        break
+    message = "payout outcome unknown after the escrow was released"
+    return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
+                alert=("payout_unknown", message))
+
+
+def apply_payout_phase(bridge: Bridge, order: sqlite3.Row, phase: str, ref: NodeRef) -> sqlite3.Row:
+    """Map the node's payout phase onto the order (from ``settling``, ``payout_pending`` or
+    ``settlement_recovery``); a phase the order already reflects changes nothing."""
+    status = Status(order["status"])
+    if phase == "confirmed":
+        return complete(bridge, order, ref)
+    if phase == "pending":
+        if status == Status.PAYOUT_PENDING:
+            return order
+        return move(bridge, order, Status.PAYOUT_PENDING, actor="bridge",
+                    reason="payout queued on the node; preimage withheld until it confirms", node=ref)
+    message = f"payout {order['payout_tx_hash']} was voided on the node"
+    if status == Status.SETTLEMENT_RECOVERY:
+        return order
+    return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message, node=ref,
+                alert=("payout_voided", message))
+
+
+def complete(bridge: Bridge, order: sqlite3.Row, ref: NodeRef) -> sqlite3.Row:
+    """``completed``: the node confirmed the payout. Writes the trade row in the same
+    transaction, so completed <=> trade exists (checked after commit)."""
+    now = bridge.now()
+    with bridge.db.transaction() as tx:
+        store.transition(tx, order, Status.COMPLETED, actor="bridge",
+                         reason="payout confirmed by the node; trade recorded, preimage readable",
+                         now=now, changes={"confirmed_at": now, "ended_at": now}, node=ref)
+        seller = order["maker_wallet"] if order["side"] == "sell" else order["taker_wallet"]
+        tx.execute(
+            "INSERT INTO trades (trade_id, order_id, pair, side, seller_wallet, buyer_wallet,"
+            " amount_micro_rtc, price_nano_quote, total_quote_nano, payout_micro_rtc, quote_tx,"
+            " escrow_job_id, payout_tx_hash, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            ("trade_" + order["order_id"].removeprefix("otc_"), order["order_id"], order["pair"],
+             order["side"], seller, order["payout_wallet"], order["amount_micro_rtc"],
+             order["price_nano_quote"], order["total_quote_nano"], order["payout_micro_rtc"],
+             order["quote_tx"], order["escrow_job_id"], order["payout_tx_hash"], now),
+        )
+        tx.after_commit(lambda: check_after_commit(bridge.db, order["order_id"]))
+    return store.get_order(bridge.db.connection(), order["order_id"])
