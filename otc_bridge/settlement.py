@@ -123,52 +123,57 @@ def refund_end_status(order: sqlite3.Row) -> Status:
 def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     """Drive a ``refund_pending`` order's escrow back to its poster; returns the fresh row.
 
-    Each step reads the job, then makes the one call its status calls for
-    (claimed -> deliver, delivered -> dispute, open/disputed -> cancel), until the node
-    reports the job ``cancelled`` or ``expired`` (both refund reward + fee to the poster,
-    NODE_API §1.7, §1.9). A job completed by anyone, or not the order's escrow at all,
-    goes to ``settlement_recovery`` with an alert: it is never taken for a refund. A job
-    claimed by a third party cannot be refunded before its TTL; the order waits and alerts.
-    An unusable node answer leaves the order in ``refund_pending`` for the reconciler.
+    Reads the job once, then runs the remaining steps back to back (claimed -> deliver,
+    delivered -> dispute, open/disputed -> cancel), so a third party has no time to act
+    between them; only a non-OK answer triggers another read. The node's ``cancelled`` or
+    ``expired`` (both refund reward + fee to the poster, NODE_API §1.7, §1.9) ends the
+    order. A job completed by anyone, or not the order's escrow at all, goes to
+    ``settlement_recovery`` with an alert: it is never taken for a refund. A job claimed by
+    a third party cannot be refunded before its TTL: the order waits, alerted. An unusable
+    node answer leaves ``refund_pending`` for the reconciler.
     """
     if order["escrow_job_id"] is None:
         return move(bridge, order, refund_end_status(order), actor="bridge",
                     reason="no escrow job was ever created; nothing to refund",
                     changes={"ended_at": bridge.now()})
-    worker, poster = bridge.config.worker_wallet, order["escrow_wallet"]
-    job_id = order["escrow_job_id"]
-    for _ in range(5):  # claimed -> delivered -> disputed -> cancelled, plus one read to spare
-        job = read_job(bridge, order, "refund: read escrow job")
+    worker, poster, job_id = bridge.config.worker_wallet, order["escrow_wallet"], order["escrow_job_id"]
+    job = read_job(bridge, order, "refund: read escrow job")
+    status = job.status if job else None
+    for _ in range(6):  # at most three steps, each possibly followed by one re-read
         if job is None:
             return order
         problem = job_problem(bridge, order, job)
         if problem:
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
                         alert=("escrow_job_mismatch", problem))
-        if job.status in ("cancelled", "expired"):
+        if status in ("cancelled", "expired"):
             return move(bridge, order, refund_end_status(order), actor="bridge",
-                        reason=f"node reports the escrow job {job.status}: refunded to the poster",
+                        reason=f"node reports the escrow job {status}: reward and fee refunded to the poster",
                         changes={"ended_at": bridge.now()})
-        if job.status == "completed":
+        if status == "completed":
             message = f"escrow job was accepted (paid to {job.worker_wallet}) while a refund was due"
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
                         alert=("escrow_released_during_refund", message))
-        if job.status == "claimed" and job.worker_wallet != worker:
+        if status == "claimed" and job.worker_wallet != worker:
             raise_alert(bridge, order, "escrow_claimed_by_third_party",
-                        f"job claimed by {job.worker_wallet}; refund possible only after its TTL")
+                        f"job claimed by {job.worker_wallet!r}; refund possible only after its TTL")
             return store.get_order(bridge.db.connection(), order["order_id"])
-        if job.status == "claimed":
+        if status == "claimed":
             result = bridge.node.deliver_job(job_id, worker_wallet=worker,
                                              result_summary=f"OTC order {order['order_id']} ended; refunding")
-        elif job.status == "delivered":
+        elif status == "delivered":
             result = bridge.node.dispute_job(job_id, poster_wallet=poster,
                                              reason=f"OTC order {order['order_id']} ended; refund to poster")
         else:  # open or disputed: the poster may cancel
             result = bridge.node.cancel_job(job_id, poster_wallet=poster)
-        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"refund step from {job.status}")
-        if result.unknown:
-            return order
-        order = store.get_order(bridge.db.connection(), order["order_id"])
+        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"refund step from {status}")
+        if result.ok:
+            status = str(result.body["status"])
+            continue
+        job = read_job(bridge, order, "refund: re-read after a non-OK answer")
+        if job is None or job.status == status:
+            return order  # no progress: the reconciler retries from the node's state
+        status = job.status
     return order
 
 
@@ -193,59 +198,55 @@ def _credited_micro_rtc(result: NodeResult) -> int | None:
 def advance_release(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     """Release a ``settling`` order's escrow to the bridge worker, then pay the buyer.
 
-    Resumable from any point (the reconciler calls it too): the job's status on the node
-    says which step is next (claimed -> deliver, delivered -> accept, completed -> pay).
-    A step explicitly refused while the job is still held untouched returns the order to
-    ``matched`` (nothing left escrow; the confirm may be retried). A job moved by anyone
+    Resumable from any point (the reconciler calls it too): one read of the job says which
+    step is next (claimed -> deliver, delivered -> accept, completed -> pay); the rest run
+    back to back on OK answers, leaving a third party no time between deliver and accept
+    (SPEC §5). A deliver refused while the job is still held untouched returns the order
+    to ``matched`` (nothing left escrow; the confirm may be retried). A job moved by anyone
     else goes to ``settlement_recovery`` with an alert. An unusable node answer leaves
     ``settling`` for the reconciler (after its grace period).
     """
     worker, job_id = bridge.config.worker_wallet, order["escrow_job_id"]
-    for _ in range(4):
-        job = read_job(bridge, order, "release: read escrow job")
+    job = read_job(bridge, order, "release: read escrow job")
+    status = job.status if job else None
+    for _ in range(4):  # at most two steps, each possibly followed by one re-read
         if job is None:
             return order
         problem = job_problem(bridge, order, job)
         if problem is None and job.worker_wallet != worker:
             problem = f"escrow job is {job.status} with worker {job.worker_wallet!r}, not the bridge"
-        if problem is None and job.status not in ("claimed", "delivered", "completed"):
-            problem = f"escrow job is {job.status} on the node; it cannot be released"
+        if problem is None and status not in ("claimed", "delivered", "completed"):
+            problem = f"escrow job is {status} on the node; it cannot be released"
         if problem:
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
                         alert=("escrow_job_moved", problem))
-        if job.status == "completed":
+        if status == "completed":
             return pay_buyer(bridge, order)
-        if job.status == "claimed":
+        if status == "claimed":
             summary = f"OTC trade confirmed. Order: {order['order_id']}. Quote TX: {order['quote_tx']}"
             result = bridge.node.deliver_job(job_id, worker_wallet=worker, result_summary=summary[:500])
         else:
             result = bridge.node.accept_job(job_id, poster_wallet=order["escrow_wallet"], rating=5)
-        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"release step from {job.status}")
-        if result.ok and job.status == "delivered":
-            credited = _credited_micro_rtc(result)
+        record_call(bridge, order["order_id"], result, ref=job_id, reason=f"release step from {status}")
+        if result.ok:
+            credited = _credited_micro_rtc(result) if status == "delivered" else None
             if credited is not None and credited != order["escrow_reward_micro_rtc"]:
-                message = f"accept credited {credited} micro-RTC, order escrow says {order['escrow_reward_micro_rtc']}"
+                message = (f"accept credited {credited} micro-RTC, the order's escrow reward is "
+                           f"{order['escrow_reward_micro_rtc']}")
                 return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
                             alert=("escrow_credit_mismatch", message), node=node_ref(result, job_id))
-        if result.unknown:
-            return order
-        if result.failed:
-            again = read_job(bridge, order, "release: re-read after refusal")
-            if again is not None and again.status == job.status and held_or_delivered(bridge, order, again):
-                if job.status == "claimed":
-                    return move(bridge, order, Status.MATCHED, actor="bridge",
-                                reason=f"node refused deliver ({result.error}); no funds left escrow",
-                                node=node_ref(result, job_id),
-                                changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
-                return order  # delivered but accept refused: only the reconciler may judge it
-        order = store.get_order(bridge.db.connection(), order["order_id"])
+            status = str(result.body["status"])
+            continue
+        job = read_job(bridge, order, "release: re-read after a non-OK answer")
+        if job is not None and job.status == status:
+            if result.failed and status == "claimed" and held_by_bridge(bridge, order, job):
+                return move(bridge, order, Status.MATCHED, actor="bridge",
+                            reason=f"node refused deliver ({result.error}); no funds left escrow",
+                            node=node_ref(result, job_id),
+                            changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
+            return order  # no progress: the reconciler resumes from the node's state
+        status = job.status if job else None
     return order
-
-
-def held_or_delivered(bridge: Bridge, order: sqlite3.Row, job: Job) -> bool:
-    """The job is ours and still waits for the bridge (claimed or delivered by our worker)."""
-    return (job_problem(bridge, order, job) is None and job.worker_wallet == bridge.config.worker_wallet
-            and job.status in ("claimed", "delivered"))
 
 
 def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
