@@ -9,7 +9,10 @@ break the one-transaction-per-migration guarantee in ``db.Database.migrate``).
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
+
+from otc_bridge import legacy
 
 _V1 = [
     """
@@ -146,17 +149,20 @@ _V1 = [
 ]
 
 
-def _apply(statements: list[str]) -> Callable[[sqlite3.Connection], None]:
-    def step(conn: sqlite3.Connection) -> None:
-        for sql in statements:
-            conn.execute(sql)
-
-    return step
+def _v1(conn: sqlite3.Connection) -> None:
+    """The first schema; a reference bridge database in this file is imported (SPEC §6)."""
+    reference = legacy.has_reference_tables(conn)
+    if reference:
+        legacy.rename_reference_tables(conn)
+    for sql in _V1:
+        conn.execute(sql)
+    if reference:
+        legacy.import_reference_rows(conn, int(time.time()))
 
 
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
-    (1, _apply(_V1)),
+    (1, _v1),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).
