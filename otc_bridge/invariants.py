@@ -17,8 +17,10 @@ from otc_bridge.model import Status
 log = logging.getLogger(__name__)
 
 _HAS_TAKER = frozenset({Status.MATCHED, Status.SETTLING, Status.PAYOUT_PENDING, Status.COMPLETED})
-_HAS_PREIMAGE = frozenset({Status.SETTLING, Status.PAYOUT_PENDING, Status.SETTLEMENT_RECOVERY,
-                           Status.COMPLETED})
+#: Statuses that need the preimage; ``settlement_recovery`` may hold it (after a confirm) or
+#: not (reached from a refund), so it is only checked for a match when present.
+_NEEDS_PREIMAGE = frozenset({Status.SETTLING, Status.PAYOUT_PENDING, Status.COMPLETED})
+_MAY_HOLD_PREIMAGE = _NEEDS_PREIMAGE | {Status.SETTLEMENT_RECOVERY}
 
 
 class InvariantBroken(RuntimeError):
@@ -45,11 +47,11 @@ def violations(conn: sqlite3.Connection, order: sqlite3.Row) -> list[str]:
     elif trade is not None:
         codes.append("trade_without_completed")
     if order["htlc_secret"] is not None:
-        if status not in _HAS_PREIMAGE:
+        if status not in _MAY_HOLD_PREIMAGE:
             codes.append("preimage_stored_before_confirm")
         elif not order["htlc_hash"] or not preimage_matches(order["htlc_secret"], order["htlc_hash"]):
             codes.append("preimage_does_not_match_hash")
-    elif status in _HAS_PREIMAGE:
+    elif status in _NEEDS_PREIMAGE:
         codes.append("preimage_missing")
     if status in _HAS_TAKER and not (order["taker_wallet"] and order["settle_by"] and order["htlc_hash"]
                                      and order["escrow_job_id"]):

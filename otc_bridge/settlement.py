@@ -142,8 +142,10 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     for _ in range(6):  # at most three steps, each possibly followed by one re-read
         if job is None:
             return order
-        problem = job_problem(bridge, order, job)
-        if problem:
+        # Only the poster matters for a refund: whatever amount the job holds goes back to
+        # the seller, which is exactly the fix for a job with the wrong amount.
+        if job.poster_wallet != poster:
+            problem = f"job poster is {job.poster_wallet!r}, not the order's seller; not ours to refund"
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
                         alert=("escrow_job_mismatch", problem))
         if status in ("cancelled", "expired"):

@@ -36,12 +36,13 @@ def trades():
 
 
 def _levels(b, pair: str, side: str, now: int) -> list[dict]:
-    order = "ASC" if side == "sell" else "DESC"
+    # Asks best-first ascending, bids best-first descending: sort on a signed key, no SQL text.
+    direction = 1 if side == "sell" else -1
     rows = b.db.read(
         "SELECT price_nano_quote, SUM(amount_micro_rtc) AS micro, COUNT(*) AS n FROM orders "
         "WHERE pair = ? AND side = ? AND status = 'open' AND expires_at > ? "
-        f"GROUP BY price_nano_quote ORDER BY price_nano_quote {order} LIMIT 20",  # noqa: S608
-        (pair, side, now))
+        "GROUP BY price_nano_quote ORDER BY price_nano_quote * ? LIMIT 20",
+        (pair, side, now, direction))
     return [{"price": _quote(r["price_nano_quote"]), "price_per_rtc_nano_quote": r["price_nano_quote"],
              "total_rtc": _rtc(r["micro"]), "total_micro_rtc": r["micro"], "order_count": r["n"]} for r in rows]
 
