@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from otc_bridge.db import Tx
 
 SIGNATURE_WINDOW_SECONDS = 300
-_WALLET_RE = re.compile(r"^RTC[0-9a-fA-F]{40}$")
-_HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
+_WALLET_RE = re.compile(r"RTC[0-9a-fA-F]{40}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 class AuthError(Exception):
@@ -47,7 +47,7 @@ class VerifiedWallet:
 
 def is_native_wallet(text: str) -> bool:
     """True for ``RTC`` + 40 hex characters (any hex case)."""
-    return bool(_WALLET_RE.match(text))
+    return bool(_WALLET_RE.fullmatch(text))
 
 
 def canonical_wallet(text: str) -> str:
@@ -115,7 +115,7 @@ def verify(
 
 
 def _hex_bytes(value: object, length: int) -> bytes:
-    if not isinstance(value, str) or len(value) != 2 * length or not _HEX_RE.match(value):
+    if not isinstance(value, str) or len(value) != 2 * length or not _HEX_RE.fullmatch(value):
         raise AuthError("wallet_auth_invalid_encoding")
     return bytes.fromhex(value)
 

@@ -209,7 +209,8 @@ class _Reader:
     def tls_verify(self) -> bool | str:
         # A CA bundle path wins over the boolean: it is the more specific instruction.
         bundle = self.optional("RUSTCHAIN_CA_BUNDLE")
-        verify = self.flag("RUSTCHAIN_TLS_VERIFY") if "RUSTCHAIN_TLS_VERIFY" in self.env else True
+        # Blank means "use the default" here as everywhere: verification stays on.
+        verify = self.flag("RUSTCHAIN_TLS_VERIFY") if self.optional("RUSTCHAIN_TLS_VERIFY") else True
         if bundle and not verify:
             raise ConfigError("RUSTCHAIN_CA_BUNDLE", "set, but RUSTCHAIN_TLS_VERIFY disables verification")
         return bundle or verify

@@ -12,7 +12,7 @@ import hmac
 import re
 import secrets
 
-_PREIMAGE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_PREIMAGE_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def new_preimage() -> tuple[str, str]:
@@ -23,7 +23,7 @@ def new_preimage() -> tuple[str, str]:
 
 def is_preimage_format(secret: str) -> bool:
     """True if ``secret`` is 64 hex characters (32 bytes)."""
-    return bool(_PREIMAGE_RE.match(secret))
+    return bool(_PREIMAGE_RE.fullmatch(secret))
 
 
 def preimage_matches(secret: str, htlc_hash: str) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, localcontext
 
 MICRO_RTC_PER_RTC = 10**6
 NANO_PER_QUOTE = 10**9
@@ -25,7 +25,9 @@ MAX_ORDER_MICRO_RTC = 10_000 * MICRO_RTC_PER_RTC
 #: Largest price: the reference's cap (1000 quote per RTC); totals stay far inside int64.
 MAX_PRICE_NANO_QUOTE = 1000 * NANO_PER_QUOTE
 
-_PLAIN_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+#: Enough digits for any value ``to_units`` accepts (adjusted exponent <= 1000) to stay exact.
+_EXACT = Context(prec=2100, Emax=10**6, Emin=-(10**6))
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def to_units(value: object, *, field: str, decimals: int) -> int:
         raise MoneyError(field, f"{field} must be a finite decimal number")
     if isinstance(value, str):
         text = value.strip()
-        if not _PLAIN_DECIMAL.match(text):
+        if not _PLAIN_DECIMAL.fullmatch(text):
             raise MoneyError(field, f"{field} must be a finite decimal number (plain decimal string like '12.5')")
         value = Decimal(text)
     number = Decimal(value)
@@ -77,10 +79,16 @@ def to_units(value: object, *, field: str, decimals: int) -> int:
         raise MoneyError(field, f"{field} must be a finite decimal number")
     if number < 0:
         raise MoneyError(field, f"{field} must not be negative")
+    # Huge exponents (1e1000000) would overflow decimal arithmetic; anything past 1000
+    # digits is out of every range here, and smaller giants fall to the callers' range checks.
+    if number and number.adjusted() > 1000:
+        raise MoneyError(field, f"{field} is out of range")
     try:
-        scaled = number.scaleb(decimals)
+        # Exact context: the default 28-digit precision would round long inputs silently.
+        with localcontext(_EXACT):
+            scaled = number.scaleb(decimals)
         units = int(scaled)
-    except (InvalidOperation, OverflowError):
+    except (ArithmeticError, ValueError):
         raise MoneyError(field, f"{field} is out of range") from None
     if scaled != units:
         raise MoneyError(field, f"{field} has more than {decimals} decimal places (rejected, never rounded)")
@@ -88,8 +96,10 @@ def to_units(value: object, *, field: str, decimals: int) -> int:
 
 
 def format_units(units: int, decimals: int) -> str:
-    """Exact decimal string of ``units`` (``2010000, 6`` -> ``"2.01"``); no float involved."""
-    text = str(Decimal(units).scaleb(-decimals).quantize(Decimal(1).scaleb(-decimals)))
+    """Exact plain decimal string of ``units`` (``2010000, 6`` -> ``"2.01"``, never
+    scientific notation); no float involved."""
+    with localcontext(_EXACT):
+        text = f"{Decimal(units).scaleb(-decimals):f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text

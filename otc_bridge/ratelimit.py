@@ -54,9 +54,12 @@ def prune(db: Database, now: int, max_window_seconds: int) -> int:
 
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address((text or "").strip())
+        ip = ipaddress.ip_address((text or "").strip())
     except ValueError:
         return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
 
 
 def client_ip(remote_addr: str | None, headers: Mapping[str, str], trusted: Iterable[Network]) -> str:

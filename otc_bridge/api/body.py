@@ -13,18 +13,37 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from flask import request
+from flask import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from otc_bridge import money
 from otc_bridge.errors import Invalid
 
-_ETH_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_ERG_ADDRESS = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{30,120}$")  # base58, as Ergo addresses are
-_QUOTE_TX = re.compile(r"^[A-Za-z0-9:_\-.]{1,200}$")
+_ETH_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_ERG_ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{30,120}")  # base58, as Ergo addresses are
+_QUOTE_TX = re.compile(r"[A-Za-z0-9:_\-.]{1,200}")
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON money")
+class NonFinite:
+    """Stands in for a ``NaN``/``Infinity`` literal, so the field check names the field."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _read_limited() -> bytes:
+    """The raw body, refusing (413) one over the limit even without ``Content-Length``.
+
+    Werkzeug enforces ``MAX_CONTENT_LENGTH`` on a declared length, but silently cuts a
+    chunked body at the limit; a cut body must never be processed as if whole.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None:
+        return request.get_data(cache=True)
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit or (len(raw) == limit and request.stream.read(1)):
+        raise RequestEntityTooLarge()
+    return raw
 
 
 def json_object(allowed: Iterable[str]) -> dict[str, Any]:
@@ -33,11 +52,11 @@ def json_object(allowed: Iterable[str]) -> dict[str, Any]:
     Errors (400): ``JSON body required`` (missing, empty or not JSON), ``JSON object
     required`` (JSON but not an object), ``unknown field: <name>``.
     """
-    raw = request.get_data(cache=True)
+    raw = _read_limited()
     if not raw.strip():
         raise Invalid("JSON body required")
     try:
-        data = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+        data = json.loads(raw, parse_float=Decimal, parse_constant=NonFinite)
     except (ValueError, RecursionError):
         raise Invalid("JSON body required") from None
     if not isinstance(data, dict):
@@ -74,10 +93,11 @@ def integer(data: dict, name: str, default: int) -> int:
     return value
 
 
-def amount(data: dict, decimal_name: str, units_name: str, decimals: int) -> int:
+def amount(data: dict, decimal_name: str, units_name: str, decimals: int) -> tuple[int, str]:
     """An amount given as a decimal (``amount_rtc``) and/or exact units (``amount_micro_rtc``).
 
-    Both forms must agree when both are sent. Raises :class:`Invalid` naming the field.
+    Returns ``(units, field)`` where ``field`` is the one the client sent (for later range
+    errors). Both forms must agree when both are sent. Raises :class:`Invalid` naming the field.
     """
     units = None
     if data.get(units_name) is not None:
@@ -88,14 +108,14 @@ def amount(data: dict, decimal_name: str, units_name: str, decimals: int) -> int
     if data.get(decimal_name) is None:
         if units is None:
             raise Invalid(f"{decimal_name} must be a finite decimal number", field=decimal_name)
-        return units
+        return units, units_name
     try:
         parsed = money.to_units(data[decimal_name], field=decimal_name, decimals=decimals)
     except money.MoneyError as exc:
         raise Invalid(exc.message, field=exc.field) from None
     if units is not None and units != parsed:
         raise Invalid(f"{decimal_name} and {units_name} disagree", field=units_name)
-    return parsed
+    return parsed, decimal_name
 
 
 def quote_address(data: dict, pair: str, *, required: bool, why: str) -> str:
@@ -109,7 +129,7 @@ def quote_address(data: dict, pair: str, *, required: bool, why: str) -> str:
     if value is None:
         return ""
     pattern = _ERG_ADDRESS if pair == "RTC/ERG" else _ETH_ADDRESS
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         kind = "a base58 Ergo address" if pair == "RTC/ERG" else "0x followed by 40 hex characters"
         raise Invalid(f"eth_address must be {kind} for {pair}", field="eth_address")
     return value
@@ -118,7 +138,7 @@ def quote_address(data: dict, pair: str, *, required: bool, why: str) -> str:
 def quote_tx(data: dict) -> str:
     """``quote_tx``: the quote-chain transaction reference (required, plain characters)."""
     value = text(data, "quote_tx", required=True, message="quote_tx required")
-    if not _QUOTE_TX.match(value):
+    if not _QUOTE_TX.fullmatch(value):
         raise Invalid("quote_tx must be 1-200 letters, digits or ':_-.'", field="quote_tx")
     return value
 
@@ -149,6 +169,6 @@ def _int_arg(name: str, default: int, error: str) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not re.fullmatch(r"-?\d{1,9}", raw.strip()):
+    if not re.fullmatch(r"-?\d{1,18}", raw.strip()):  # anything longer overflows SQLite's int64
         raise Invalid(error, field=name)
     return int(raw)

@@ -28,10 +28,10 @@ def trades():
     limit, _ = body.page_args()
     pair = body.pair_arg()
     if pair:
-        rows = b.db.read("SELECT * FROM trades WHERE pair = ? ORDER BY created_at DESC, trade_id LIMIT ?",
+        rows = b.db.read("SELECT * FROM trades WHERE pair = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
                          (pair, limit))
     else:
-        rows = b.db.read("SELECT * FROM trades ORDER BY created_at DESC, trade_id LIMIT ?", (limit,))
+        rows = b.db.read("SELECT * FROM trades ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
     return jsonify(ok=True, trades=[views.trade_view(r) for r in rows])
 
 
@@ -55,7 +55,7 @@ def orderbook():
     now = b.now()
     asks, bids = _levels(b, pair, "sell", now), _levels(b, pair, "buy", now)
     last = b.db.read_one("SELECT price_nano_quote FROM trades WHERE pair = ? ORDER BY created_at DESC, "
-                         "trade_id DESC LIMIT 1", (pair,))
+                         "rowid DESC LIMIT 1", (pair,))
     day = b.db.read_one("SELECT COALESCE(SUM(amount_micro_rtc), 0), COUNT(*) FROM trades "
                         "WHERE pair = ? AND created_at > ?", (pair, now - _DAY))
     spread_nano = (asks[0]["price_per_rtc_nano_quote"] - bids[0]["price_per_rtc_nano_quote"]
@@ -85,7 +85,7 @@ def stats():
                   (now - days * _DAY,))[0] for n, days in (("24h", 1), ("7d", 7))}
     hi_lo = one(f"SELECT MAX(price_nano_quote), MIN(price_nano_quote) FROM trades {tf} AND created_at > ?",  # noqa: S608
                 (now - _DAY,))
-    last = one(f"SELECT price_nano_quote FROM trades {tf} ORDER BY created_at DESC, trade_id DESC LIMIT 1")  # noqa: S608
+    last = one(f"SELECT price_nano_quote FROM trades {tf} ORDER BY created_at DESC, rowid DESC LIMIT 1")  # noqa: S608
     sides = {side: b.db.read_one(
         f"SELECT COUNT(*), COALESCE(SUM(amount_micro_rtc), 0) FROM orders WHERE status = 'open' "  # noqa: S608
         f"AND expires_at > ? AND side = ? {of}", (now, side, *tp)) for side in ("sell", "buy")}

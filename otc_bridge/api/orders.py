@@ -57,11 +57,11 @@ def create_order():
     side = _side(data.get("side"))
     pair = _pair(data.get("pair"))
     wallet = body.text(data, "wallet", required=True, message="wallet required (RTC wallet ID)")
-    amount = body.amount(data, "amount_rtc", "amount_micro_rtc", money.RTC_DECIMALS)
-    price = body.amount(data, "price_per_rtc", "price_per_rtc_nano_quote", money.PRICE_DECIMALS)
+    amount, amount_field = body.amount(data, "amount_rtc", "amount_micro_rtc", money.RTC_DECIMALS)
+    price, price_field = body.amount(data, "price_per_rtc", "price_per_rtc_nano_quote", money.PRICE_DECIMALS)
     try:
-        money.check_order_amount(amount, "amount_rtc")
-        money.check_price(price, "price_per_rtc")
+        money.check_order_amount(amount, amount_field)
+        money.check_price(price, price_field)
     except money.MoneyError as exc:
         raise Invalid(exc.message, field=exc.field) from None
     address = body.quote_address(data, pair, required=side == "sell",

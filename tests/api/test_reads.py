@@ -258,8 +258,6 @@ def test_trades_newest_first(api, http_client, bridge, dev_node, clock, seller, 
     assert trade["completed_at"] == trades[2]["completed_at"] + 5
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: trades completed in the same second are ordered by random trade_id "
-                                       "(ASC in /api/trades, DESC for last_price): one of them is never the newest")
 def test_same_second_trades_newest_first_everywhere(api, http_client, bridge, dev_node, clock, seller, buyer):
     # Ids are random, so either /api/trades or last_price picks the older trade; never both right.
     first = complete_sell(api, bridge, dev_node, seller, buyer, amount=1_000_000, price=50_000_000)

@@ -80,8 +80,6 @@ def test_non_native_wallets(text):
     assert info.value.code == "wallet_must_be_native_rtc_address"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _WALLET_RE uses '$' with re.match, so a trailing newline passes "
-                                       "is_native_wallet and canonical_wallet returns 'RTC<hex>\\n'")
 def test_trailing_newline_is_not_a_native_wallet():
     text = "RTC" + "ab" * 20 + "\n"
     assert not auth.is_native_wallet(text)
@@ -183,9 +181,6 @@ def test_refusal_codes(wallet, wallet_auth, code):
     assert _code(wallet, wallet_auth) == code
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="BUG: _HEX_RE '$' admits a trailing newline, so 63 hex chars + '\\n' "
-                          "reach bytes.fromhex and raise ValueError instead of AuthError")
 @pytest.mark.parametrize("field", ["public_key", "signature"])
 def test_trailing_newline_in_hex_is_an_encoding_error(field):
     body = _signed()

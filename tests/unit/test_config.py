@@ -149,8 +149,6 @@ def test_cross_field_errors_mention_the_other_variable(env, mentions):
         Config.from_env(env)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty RUSTCHAIN_TLS_VERIFY (present but blank) disables TLS "
-                                       "verification, while every other blank variable means its default")
 @pytest.mark.parametrize("blank", ["", "  "])
 def test_blank_tls_verify_keeps_verification_on(blank):
     assert Config.from_env({"RUSTCHAIN_TLS_VERIFY": blank}).node_tls_verify is True

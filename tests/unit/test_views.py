@@ -144,8 +144,6 @@ def test_settlement_instructions_text(db, side, step):
     assert out["amount"] == 0.25
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: format_units yields scientific notation, so the note says "
-                                       "'Lock 5.00E-7 USDC' for a 500 nano-quote total")
 def test_settlement_note_for_tiny_totals_is_plain_decimal(db):
     out = views.settlement_instructions(make_row(db, amount_micro_rtc=100_000, price_nano_quote=5_000), Config())
     assert out["total_quote_nano"] == 500
