@@ -56,6 +56,7 @@ TRANSITIONS: dict[tuple[Status, Status], str] = {
     (S.SETTLEMENT_RECOVERY, S.COMPLETED): "payout proven confirmed",
     (S.SETTLEMENT_RECOVERY, S.CANCELLED): "refund proven by the node (operator)",
     (S.SETTLEMENT_RECOVERY, S.EXPIRED): "refund proven by the node (operator)",
+    (S.REFUND_PENDING, S.OPEN): "buy order's taker escrow refunded; back on the book",
     (S.REFUND_PENDING, S.CANCELLED): "refund confirmed by the node",
     (S.REFUND_PENDING, S.EXPIRED): "refund confirmed by the node",
     (S.REFUND_PENDING, S.SETTLEMENT_RECOVERY): "escrow job moved by someone else; refund impossible",

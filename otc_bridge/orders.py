@@ -49,18 +49,21 @@ class Created:
 
 def _verify(bridge: Bridge, wallet: str, wallet_auth: object, action: str, order_id: str,
             bound: dict) -> auth.VerifiedWallet:
+    """Verify the signature and burn it at once, in its own committed transaction.
+
+    Single use means single use: a signed request refused later for any reason (order
+    not open, lost race, node refusal) must not stay replayable for the rest of its 300 s
+    window. A captured buy-order match could otherwise be replayed once the order reopens,
+    locking the victim's RTC and handing the preimage to the replayer.
+    """
+    now = bridge.now()
     try:
-        return auth.verify(wallet, wallet_auth, action=action, order_id=order_id, bound=bound,
-                           now=bridge.now())
+        verified = auth.verify(wallet, wallet_auth, action=action, order_id=order_id, bound=bound, now=now)
+        with bridge.db.transaction() as tx:
+            auth.consume(tx, verified, action, now)
     except auth.AuthError as exc:
         raise BridgeError(exc.code, status=401) from None
-
-
-def _consume(tx: store.Tx, verified: auth.VerifiedWallet, action: str, now: int) -> None:
-    try:
-        auth.consume(tx, verified, action, now)
-    except auth.AuthError as exc:
-        raise BridgeError(exc.code, status=401) from None
+    return verified
 
 
 def new_order_id() -> str:
@@ -108,7 +111,6 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         job_ttl = req.ttl_seconds + bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
         columns.update(_escrow_intent(bridge, order_id, 1, verified.wallet, req.amount_micro_rtc, job_ttl))
     with bridge.db.transaction() as tx:
-        _consume(tx, verified, "create_order", now)
         names = ", ".join(columns)
         marks = ", ".join(f":{k}" for k in columns)
         tx.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", columns)  # noqa: S608
@@ -180,8 +182,9 @@ def claim_and_verify(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
         return order
     problem = settlement.job_problem(bridge, order, job) or (
         f"escrow job is {job.status} with worker {job.worker_wallet!r} right after creation")
+    cause = "escrow_rejected" if order["side"] == "sell" else "taker_escrow_rejected"
     order = settlement.move(bridge, order, Status.REFUND_PENDING, actor="bridge", reason=problem,
-                            changes={"end_cause": "escrow_rejected"}, alert=("escrow_rejected", problem))
+                            changes={"end_cause": cause}, alert=("escrow_rejected", problem))
     settlement.advance_refund(bridge, order)
     raise BridgeError("Escrow job on the node does not hold what the order needs; it is being refunded",
                       status=502, details=problem, order_id=order["order_id"])
@@ -194,13 +197,8 @@ def abandon_lock(bridge: Bridge, order: sqlite3.Row, reason: str) -> None:
         settlement.move(bridge, order, Status.CANCELLED, actor="bridge", reason=reason,
                         changes={"end_cause": "escrow_refused", "ended_at": now})
     else:
-        settlement.move(bridge, order, Status.OPEN, actor="bridge", reason=reason, changes=_CLEAR_TAKER)
-
-
-_CLEAR_TAKER = dict.fromkeys(
-    ("taker_wallet", "taker_quote_address", "htlc_hash", "escrow_wallet", "escrow_ref", "escrow_job_id",
-     "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds", "payout_wallet",
-     "matched_at", "settle_by"))
+        settlement.move(bridge, order, Status.OPEN, actor="bridge", reason=reason,
+                        changes=settlement.CLEAR_TAKER)
 
 
 def _get(bridge: Bridge, order_id: str) -> sqlite3.Row:
@@ -239,7 +237,6 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
                                      order["amount_micro_rtc"], ttl)}
     try:
         with bridge.db.transaction() as tx:
-            _consume(tx, verified, "match_order", now)
             store.transition(tx, order, to, actor=verified.wallet, reason="taker matched the order",
                              now=now, changes=changes)
             tx.after_commit(lambda: check_after_commit(bridge.db, order_id))
@@ -283,7 +280,7 @@ def _check_escrow_still_held(bridge: Bridge, order: sqlite3.Row) -> None:
         moved = settlement.move(bridge, order, Status.REFUND_PENDING, actor="bridge", reason=problem,
                                 changes={"end_cause": "escrow_moved"}, alert=("escrow_job_moved", problem))
     except ConcurrentUpdate:
-        raise Conflict("Order was matched by someone else") from None
+        raise Conflict("Order is no longer open") from None
     settlement.advance_refund(bridge, moved)
     raise Conflict("Order escrow is no longer held on the node; the order was withdrawn", details=problem)
 
@@ -338,7 +335,6 @@ def cancel_order(bridge: Bridge, order_id: str, wallet: str, wallet_auth: object
                 raise Forbidden("Only the order creator can cancel")
             if order["status"] != Status.OPEN:
                 raise Conflict(f"Can only cancel open orders (current: {order['status']})")
-            _consume(tx, verified, "cancel_order", now)
             to = Status.REFUND_PENDING if order["side"] == "sell" else Status.CANCELLED
             changes = {"end_cause": "cancelled"} | ({} if order["side"] == "sell" else {"ended_at": now})
             store.transition(tx, order, to, actor=verified.wallet, reason="maker cancelled", now=now,

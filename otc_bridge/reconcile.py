@@ -96,7 +96,7 @@ def _expire(bridge: Bridge, order, counts: Counter) -> None:
 
 def _refund(bridge: Bridge, order, counts: Counter) -> None:
     fresh = settlement.advance_refund(bridge, order)
-    if fresh["status"] in (Status.CANCELLED, Status.EXPIRED):
+    if fresh["status"] in (Status.CANCELLED, Status.EXPIRED, Status.OPEN):  # open: buy order re-listed
         counts["refunded"] += 1
     elif fresh["status"] == Status.SETTLEMENT_RECOVERY:
         counts["recovered"] += 1

@@ -115,9 +115,52 @@ def read_job(bridge: Bridge, order: sqlite3.Row, reason: str) -> Job | None:
 
 # --- refund -------------------------------------------------------------------------------
 
-def refund_end_status(order: sqlite3.Row) -> Status:
-    """``expired`` for time-based endings, else ``cancelled`` (the stored cause decides)."""
+#: Refund causes of a buy-order *taker's* escrow: the maker's order goes back on the book,
+#: so a third party front-running the taker's escrow cannot kill buy orders.
+TAKER_CAUSES = frozenset({"taker_escrow_rejected"})
+_TAKER_COLUMNS = ("taker_wallet", "taker_quote_address", "htlc_hash", "escrow_wallet", "escrow_ref",
+                  "escrow_job_id", "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds",
+                  "payout_wallet", "matched_at", "settle_by")
+CLEAR_TAKER = dict.fromkeys(_TAKER_COLUMNS)
+
+
+def refund_end_status(order: sqlite3.Row, now: int) -> Status:
+    """Where a confirmed refund leaves the order: ``open`` again for a buy order whose
+    taker's escrow was refused (unless it expired meanwhile), ``expired`` for time-based
+    endings, else ``cancelled`` (the stored cause decides, never a guess)."""
+    if order["end_cause"] in TAKER_CAUSES:
+        return Status.OPEN if now < order["expires_at"] else Status.EXPIRED
     return Status.EXPIRED if order["end_cause"] in EXPIRY_CAUSES else Status.CANCELLED
+
+
+def _refund_done(bridge: Bridge, order: sqlite3.Row, reason: str) -> sqlite3.Row:
+    now = bridge.now()
+    to = refund_end_status(order, now)
+    if to == Status.OPEN:
+        changes = CLEAR_TAKER | {"end_cause": None}
+        reason += "; buy order back on the book"
+    else:
+        changes = {"ended_at": now, "end_cause": "expired" if to == Status.EXPIRED else order["end_cause"]}
+    return move(bridge, order, to, actor="bridge", reason=reason, changes=changes)
+
+
+def bridge_stepped(bridge: Bridge, order_id: str, step: str) -> bool:
+    """True if the bridge already attempted a ``step`` call ("refund step", "release step")
+    for this order (its intent note is written before the call, so a crash right after the
+    call still counts): otherwise a job found past ``claimed`` was moved by someone else."""
+    return bridge.db.read_one(
+        "SELECT 1 FROM order_events WHERE order_id = ? AND reason LIKE ? LIMIT 1",
+        (order_id, step + "%")) is not None
+
+
+def note_step(bridge: Bridge, order: sqlite3.Row, endpoint: str, reason: str) -> None:
+    """Record, before a node call that moves the job, which call the bridge is making
+    (a ``node_call`` event with outcome ``intent``; SPEC §4 rule 1)."""
+    with bridge.db.transaction() as tx:
+        fresh = store.get_order(tx.conn, order["order_id"])
+        store.record_event(tx, order["order_id"], fresh["order_version"], "node_call", actor="bridge",
+                           reason=reason, now=bridge.now(),
+                           node=NodeRef(endpoint, "intent", order["escrow_job_id"]))
 
 
 def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
@@ -133,12 +176,19 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     node answer leaves ``refund_pending`` for the reconciler.
     """
     if order["escrow_job_id"] is None:
-        return move(bridge, order, refund_end_status(order), actor="bridge",
-                    reason="no escrow job was ever created; nothing to refund",
-                    changes={"ended_at": bridge.now()})
+        return _refund_done(bridge, order, "no escrow job was ever created; nothing to refund")
     worker, poster, job_id = bridge.config.worker_wallet, order["escrow_wallet"], order["escrow_job_id"]
     job = read_job(bridge, order, "refund: read escrow job")
     status = job.status if job else None
+    # SPEC §5: a job that left `claimed` before the bridge's first refund step was moved by
+    # someone else (the node's own lazy expiry aside). Refund it all the same, but say so.
+    already_alerted = order["end_cause"] in ("escrow_rejected", "escrow_moved", *TAKER_CAUSES)
+    # Only where the refund would otherwise finish quietly: the other cases alert on their own.
+    if (job is not None and not already_alerted and status in ("open", "delivered", "disputed", "cancelled")
+            and not bridge_stepped(bridge, order["order_id"], "refund step")):
+        raise_alert(bridge, order, "escrow_job_moved",
+                    f"escrow job was {status} (worker {job.worker_wallet!r}) before the bridge refunded it")
+        order = store.get_order(bridge.db.connection(), order["order_id"])
     for _ in range(6):  # at most three steps, each possibly followed by one re-read
         if job is None:
             return order
@@ -149,9 +199,8 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=problem,
                         alert=("escrow_job_mismatch", problem))
         if status in ("cancelled", "expired"):
-            return move(bridge, order, refund_end_status(order), actor="bridge",
-                        reason=f"node reports the escrow job {status}: reward and fee refunded to the poster",
-                        changes={"ended_at": bridge.now()})
+            return _refund_done(bridge, order,
+                                f"node reports the escrow job {status}: reward and fee refunded to the poster")
         if status == "completed":
             message = f"escrow job was accepted (paid to {job.worker_wallet}) while a refund was due"
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
@@ -160,6 +209,8 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
             raise_alert(bridge, order, "escrow_claimed_by_third_party",
                         f"job claimed by {job.worker_wallet!r}; refund possible only after its TTL")
             return store.get_order(bridge.db.connection(), order["order_id"])
+        action = {"claimed": "deliver", "delivered": "dispute"}.get(status, "cancel")
+        note_step(bridge, order, f"POST /agent/jobs/<job_id>/{action}", f"refund step from {status}: intent")
         if status == "claimed":
             result = bridge.node.deliver_job(job_id, worker_wallet=worker,
                                              result_summary=f"OTC order {order['order_id']} ended; refunding")
@@ -211,6 +262,16 @@ def advance_release(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     worker, job_id = bridge.config.worker_wallet, order["escrow_job_id"]
     job = read_job(bridge, order, "release: read escrow job")
     status = job.status if job else None
+    # While matched the bridge never touches the job: finding it past `claimed` before our
+    # first release step means someone else moved it (SPEC §5). A release to our own worker
+    # still lets the buyer be paid against the valid preimage, but an operator must know.
+    # Only where the release proceeds (job ours, amounts right): other cases alert on their own.
+    if (job is not None and status in ("delivered", "completed") and job.worker_wallet == worker
+            and job_problem(bridge, order, job) is None
+            and not bridge_stepped(bridge, order["order_id"], "release step")):
+        raise_alert(bridge, order, "escrow_job_moved",
+                    f"escrow job was {status} (worker {job.worker_wallet!r}) before the bridge released it")
+        order = store.get_order(bridge.db.connection(), order["order_id"])
     for _ in range(4):  # at most two steps, each possibly followed by one re-read
         if job is None:
             return order
@@ -224,6 +285,8 @@ def advance_release(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
                         alert=("escrow_job_moved", problem))
         if status == "completed":
             return pay_buyer(bridge, order)
+        action = "deliver" if status == "claimed" else "accept"
+        note_step(bridge, order, f"POST /agent/jobs/<job_id>/{action}", f"release step from {status}: intent")
         if status == "claimed":
             summary = f"OTC trade confirmed. Order: {order['order_id']}. Quote TX: {order['quote_tx']}"
             result = bridge.node.deliver_job(job_id, worker_wallet=worker, result_summary=summary[:500])

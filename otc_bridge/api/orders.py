@@ -194,6 +194,11 @@ def cancel_order(order_id: str):
     wallet = body.text(data, "wallet", required=True)
     order = orders.cancel_order(b, order_id, wallet, data.get("wallet_auth"))
     refunded = order["status"] == Status.CANCELLED
-    return jsonify(ok=True, **views.order_view(order), escrow_refunded=refunded,
-                   message="Order cancelled. Escrow refunded." if refunded else
-                   "Order cancel accepted; escrow refund is pending and will be retried by reconciliation.")
+    if refunded:
+        message = "Order cancelled. Escrow refunded."
+    elif order["status"] == Status.SETTLEMENT_RECOVERY:
+        message = ("Order cancelled, but the escrow job was moved on the node by someone else; "
+                   "operators were alerted and will resolve the refund.")
+    else:
+        message = "Order cancel accepted; escrow refund is pending and will be retried by reconciliation."
+    return jsonify(ok=True, **views.order_view(order), escrow_refunded=refunded, message=message)

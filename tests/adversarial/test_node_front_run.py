@@ -61,7 +61,8 @@ def test_front_run_claim_is_caught_and_the_order_never_trades(side, then, live_b
     assert status == 502 and "htlc_secret" not in body, body
     order_id = body["order_id"]
     order = order_row(bridge, order_id)
-    assert (order["status"], order["end_cause"]) == ("refund_pending", "escrow_rejected")
+    cause = "escrow_rejected" if side == "sell" else "taker_escrow_rejected"
+    assert (order["status"], order["end_cause"]) == ("refund_pending", cause)
     assert not {("locking", "open"), ("locking", "matched")} & set(transitions(bridge, order_id))
     assert alert_codes(bridge, order_id) == ["escrow_rejected", "escrow_claimed_by_third_party"]
     assert dev_node.job(job_id)["worker_wallet"] == MALLORY
@@ -80,7 +81,13 @@ def test_front_run_claim_is_caught_and_the_order_never_trades(side, then, live_b
         assert alert_codes(bridge, order_id).count("escrow_claimed_by_third_party") == 1
         mallory.expire(job_id)
         assert _reconcile(live_bridge)["refunded"] == 1
-        assert order_row(bridge, order_id)["status"] == "cancelled"
+        # The seller's escrow is refunded; a buy order goes back on the book (front-running a
+        # taker's escrow must not be a way to kill other people's buy orders).
+        reopened = side == "buy"
+        final = order_row(bridge, order_id)
+        assert final["status"] == ("open" if reopened else "cancelled")
+        if reopened:
+            assert final["taker_wallet"] is None and final["escrow_job_id"] is None
         assert dev_node.job(job_id)["status"] == "expired"
         assert dev_node.balance(seller.address) == before
     assert no_payout(dev_node) and dev_node.balance(WORKER) == 0

@@ -96,8 +96,6 @@ def test_confirm_after_third_party_release_to_the_worker_pays_the_buyer_once(sid
     dev_node.assert_conserved()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a matched order's escrow delivered/accepted by a third party before "
-                                       "confirm is settled as if the bridge had done it: no alert (SPEC §5)")
 @pytest.mark.parametrize("attack", ["deliver", "steal_to_worker"])
 def test_third_party_release_before_confirm_is_alerted(attack, api, dev_node, seller, buyer, bridge):
     order_id, secret = matched_sell(api, seller, buyer)

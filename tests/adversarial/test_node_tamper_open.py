@@ -136,8 +136,6 @@ def test_cancel_after_escrow_moved_ends_cancelled_only_with_the_nodes_refund(att
     dev_node.assert_conserved()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: cancel of an open order whose escrow job was moved by a third party "
-                                       "finishes the refund silently: no alert (SPEC §5 'detect and alert')")
 @pytest.mark.parametrize("attack", ["deliver", "deliver+dispute", "refund_to_poster"])
 def test_cancel_after_escrow_moved_by_a_third_party_is_alerted(attack, api, dev_node, seller, bridge):
     order_id, _ = open_sell(api, seller)

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from attack_helpers import match_body, order_row, post, watch
 from bridge_support import ADMIN_TOKEN, BUYER_ETH, SELLER_ETH
 
 from otc_bridge.client import BridgeClient, Wallet
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a buy-order match refused with 409 (order locking for another taker) "
-                                       "is not consumed; replayed after the order reopens it locks the victim's "
-                                       "RTC and returns the preimage to the replayer, who releases it to the maker")
 def test_refused_buy_match_replayed_after_reopen_cannot_lock_and_release_the_victims_rtc(api, live_bridge, dev_node,
                                                                                          buyer, bridge):
     maker = buyer  # Mallory's buy order; she also controls an unfunded puppet taker

@@ -141,7 +141,10 @@ def test_maker_cannot_take_own_order_by_changing_letter_case(side, how, api, dev
     assert dict(order_row(bridge, order_id)) == before[0]  # not a single column changed
     after = dev_node.state()
     assert (after["jobs_by_status"], after["balances"]) == (before[1]["jobs_by_status"], before[1]["balances"])
-    assert _used(bridge, "match_order") == 0
+    # The verified signature is burned even though the match was refused: single use means
+    # a refused request can never be replayed later (see test_replay_theft.py).
+    assert _used(bridge, "match_order") == 1
+    assert post(api, f"/api/orders/{order_id}/match", body) == (401, {"error": "wallet_auth_replayed"})
 
 
 def test_maker_may_cancel_with_any_letter_case(api, dev_node, seller, bridge):

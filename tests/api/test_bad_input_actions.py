@@ -43,6 +43,19 @@ def unchanged(bridge, dev_node, orders):
     assert snapshot(bridge, dev_node) == before
 
 
+@pytest.fixture
+def unchanged_but_burned(bridge, dev_node, orders):
+    """As ``unchanged``, except that signatures which verified are burned even though the
+    request was refused afterwards (single use: a refused request is never replayable)."""
+    before = snapshot(bridge, dev_node)
+    used_before = len(before["tables"].pop("used_signatures"))
+    yield
+    after = snapshot(bridge, dev_node)
+    used_after = len(after["tables"].pop("used_signatures"))
+    assert after == before
+    assert used_after > used_before
+
+
 BODY_SHAPES = {
     "empty": (b"", 400, "JSON body required"),
     "whitespace": (b" \n\t ", 400, "JSON body required"),
@@ -135,7 +148,7 @@ def _match_body(wallet: Wallet, order_id: str, eth_address: str, *, signed_id: s
     return {"wallet": as_sent or wallet.address, "eth_address": eth_address, "wallet_auth": auth}
 
 
-def test_match_signed_refusals(http_client, orders, unchanged, seller, buyer):
+def test_match_signed_refusals(http_client, orders, unchanged_but_burned, seller, buyer):
     sell, matched = orders["sell"], orders["matched"]
     cases = [
         (sell, _match_body(buyer, sell, BUYER_ETH, signed_id=orders["buy"]), 401,
@@ -213,7 +226,7 @@ def _cancel_body(wallet: Wallet, order_id: str) -> dict:
     return {"wallet": wallet.address, "wallet_auth": wallet.auth("cancel_order", order_id, {})}
 
 
-def test_cancel_refusals(http_client, orders, unchanged, seller, buyer):
+def test_cancel_refusals(http_client, orders, unchanged_but_burned, seller, buyer):
     sell = orders["sell"]
     cases = [
         (sell, {"wallet_auth": _cancel_body(seller, sell)["wallet_auth"]}, 400,

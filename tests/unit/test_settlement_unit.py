@@ -72,6 +72,13 @@ def insert_order(bridge: Bridge, status: str, **overrides):
     return store.get_order(bridge.db.connection(), ORDER_ID)
 
 
+def bridge_already_delivered(bridge: Bridge) -> None:
+    """The history of a release resumed after the bridge's own deliver (its intent note)."""
+    with bridge.db.transaction() as tx:
+        store.record_event(tx, ORDER_ID, 4, "node_call", actor="bridge", reason="release step from claimed: intent",
+                           now=NOW - 4, node=store.NodeRef("POST /agent/jobs/<job_id>/deliver", "intent", JOB_ID))
+
+
 def job(status: str, worker: str | None = WORKER, **overrides) -> dict:
     body = {"job_id": JOB_ID, "poster_wallet": SELLER, "worker_wallet": worker, "status": status,
             "reward_i64": REWARD, "escrow_i64": ESCROW, "platform_fee_i64": ESCROW - REWARD,
@@ -272,6 +279,7 @@ def test_release_of_a_moved_job_goes_to_recovery_without_transfer(bridge, node, 
 
 def test_release_accept_credit_mismatch_goes_to_recovery(bridge, node):
     order = insert_order(bridge, "settling")
+    bridge_already_delivered(bridge)
     reads(node, job("delivered"))
     step_ok(node, "accept", "completed", reward_paid_rtc=9.999999)
     out = settlement.advance_release(bridge, order)
@@ -300,6 +308,7 @@ def test_deliver_refused_while_still_claimed_returns_to_matched(bridge, node):
 ])
 def test_release_without_progress_leaves_settling(bridge, node, first, step, answer, re_read):
     order = insert_order(bridge, "settling")
+    bridge_already_delivered(bridge)
     reads(node, job(first))
     node.get(JOB_URL, **re_read)
     node.post(f"{JOB_URL}/{step}", **answer)
@@ -307,6 +316,17 @@ def test_release_without_progress_leaves_settling(bridge, node, first, step, ans
     assert (out["status"], out["order_version"], out["htlc_secret"]) == ("settling", 4, SECRET)
     assert calls(node) == [GET_JOB, STEP + step, GET_JOB]
     assert alerts(bridge) == []
+
+
+def test_release_of_a_job_delivered_by_someone_else_alerts_but_still_pays(bridge, node):
+    # No release step in the history: the bridge never delivered, so someone else did (SPEC §5).
+    order = insert_order(bridge, "settling")
+    reads(node, job("delivered"))
+    step_ok(node, "accept", "completed", reward_paid_rtc=REWARD / 1e6)
+    node.post(TRANSFER_URL, json=transfer("pending"))
+    out = settlement.advance_release(bridge, order)
+    assert out["status"] == "payout_pending"
+    assert alerts(bridge) == [f"alert:escrow_job_moved:{ORDER_ID}:4"]
 
 
 def test_release_with_unreadable_job_changes_nothing(bridge, node):
