@@ -11,13 +11,14 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import requests
 from flask import Flask, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from otc_bridge import ratelimit
+from otc_bridge import crashpoints, ratelimit
 from otc_bridge.config import Config, ConfigError
 from otc_bridge.context import Bridge, wall_clock
 from otc_bridge.db import Database
@@ -33,16 +34,24 @@ _PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src '
 
 class TransactionGuardSession(requests.Session):
     """A ``requests`` session that refuses to send while this thread holds a write
-    transaction (SPEC §6: no HTTP call is ever made with the SQLite write lock held)."""
+    transaction (SPEC §6: no HTTP call is ever made with the SQLite write lock held).
+
+    Being the one edge every node call crosses, it also hosts the test-only crash points
+    around node calls (:mod:`otc_bridge.crashpoints`).
+    """
 
     def __init__(self, db: Database) -> None:
         super().__init__()
         self._db = db
 
-    def request(self, *args, **kwargs):  # type: ignore[override]
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         if self._db.in_write_transaction():
             raise RuntimeError("node call attempted inside a write transaction")
-        return super().request(*args, **kwargs)
+        name = crashpoints.call_name(method.upper(), urlsplit(url).path)
+        crashpoints.crash_point(f"before:{name}")
+        response = super().request(method, url, *args, **kwargs)
+        crashpoints.crash_point(f"after:{name}")
+        return response
 
 
 def build_bridge(config: Config, *, clock: Callable[[], int] = wall_clock,

@@ -1,9 +1,9 @@
 """The embedded developer setup (``otc-bridge dev``) and the scripted demo (``otc-bridge demo``).
 
 ``dev`` runs the dev escrow node and the bridge in one process on 127.0.0.1, funds two
-demo wallets, and (like a node operator's cron plus the bridge's reconciler timer) confirms
-the node's pending pool and runs a reconcile pass every few seconds, so a person can finish
-a swap from the page. It writes ``dev.json`` with the URLs and keys the demo needs.
+demo wallets, runs the bridge's background reconciler every few seconds and (like a node
+operator's cron) confirms the node's pending pool, so a person can finish a swap from the
+page. It writes ``dev.json`` with the URLs and keys the demo needs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 from werkzeug.serving import make_server
 
+from otc_bridge.background import start_reconciler
 from otc_bridge.client import BridgeClient, Wallet
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,10 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
             "wallets": {name: w.address for name, w in wallets.items()}}
     (settings.data_dir / "dev.json").write_text(json.dumps(info, indent=2))
     stop = threading.Event()
+    reconciler_stop = start_reconciler(app.extensions["otc_bridge"], settings.auto_settle_seconds)
     if settings.auto_settle_seconds > 0:
-        threading.Thread(target=_auto_settle, args=(app, node.url, settings.auto_settle_seconds, stop),
-                         daemon=True, name="dev-auto-settle").start()
+        threading.Thread(target=_confirm_pool, args=(node.url, settings.auto_settle_seconds, stop),
+                         daemon=True, name="dev-confirm-pool").start()
     server = make_server("127.0.0.1", settings.port, app, threaded=True)
     echo(f"bridge      {bridge_url}   (page: {bridge_url}/)")
     echo(f"dev node    {node.url}   (admin key: {DEFAULT_DEV_ADMIN_KEY})")
@@ -93,21 +95,20 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
         echo("stopping")
     finally:
         stop.set()
+        if reconciler_stop:
+            reconciler_stop.set()
         server.shutdown()
         node.shutdown()
 
 
-def _auto_settle(app, node_url: str, interval: float, stop: threading.Event) -> None:
-    """Dev only: confirm the node's due pending transfers and reconcile, every ``interval`` s."""
-    from otc_bridge import reconcile
-
-    bridge = app.extensions["otc_bridge"]
+def _confirm_pool(node_url: str, interval: float, stop: threading.Event) -> None:
+    """Dev only: confirm the node's due pending transfers every ``interval`` s, as a node
+    operator's cron does in production (the bridge's own reconciler then completes trades)."""
     while not stop.wait(interval):
         try:
             requests.post(f"{node_url}/dev/confirm", json={}, timeout=10)
-            reconcile.run_once(bridge)
-        except Exception:
-            log.exception("dev auto-settle pass failed")
+        except requests.RequestException:
+            log.exception("dev pending-pool confirm failed")
 
 
 def fund(node_url: str, wallet: str, amount_rtc: str) -> int:

@@ -11,18 +11,19 @@ from typing import Any
 
 
 class BridgeError(Exception):
-    """Base: a refused request. ``status`` is the HTTP status (400 unless a subclass says)."""
+    """Base: a refused request. ``status`` is the HTTP status (400 unless a subclass or
+    ``http_status`` says); keyword extras become response keys."""
 
     status = 400
 
-    def __init__(self, error: str, *, field: str | None = None, status: int | None = None,
+    def __init__(self, error: str, *, field: str | None = None, http_status: int | None = None,
                  **extra: Any) -> None:
         super().__init__(error)
         self.error = error
         self.field = field
-        if status is not None:
-            self.status = status
-        self.extra = extra
+        if http_status is not None:
+            self.status = http_status
+        self.extra = extra  # may carry an order's "status": the HTTP one is ``self.status``
 
     def body(self) -> dict[str, Any]:
         """The JSON response body: ``{"error", "field"?, ...extra}``."""
@@ -71,3 +72,15 @@ class NodeUnavailable(BridgeError):
     """502: the escrow node did not give a usable answer; the outcome is recorded, not guessed."""
 
     status = 502
+
+
+class NodeBusy(BridgeError):
+    """503: the node rate-limited a call (429 + ``Retry-After``); nothing was applied and the
+    order stays where it is for the reconciler, which backs off (NODE_API §4, admin rate limit)."""
+
+    status = 503
+
+    def __init__(self, retry_after_seconds: int, **extra) -> None:
+        super().__init__("Escrow node is rate limiting; the settlement will be finished by the reconciler",
+                         retry_after_seconds=retry_after_seconds, **extra)
+        self.retry_after_seconds = retry_after_seconds

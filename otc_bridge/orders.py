@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from otc_bridge import auth, leases, money, settlement, store
 from otc_bridge.context import Bridge
+from otc_bridge.crashpoints import crash_point
 from otc_bridge.errors import BridgeError, Conflict, Forbidden, Gone, Invalid, NodeUnavailable, NotFound
 from otc_bridge.escrow import expected_escrow_micro_rtc, payout_tx_hash
 from otc_bridge.htlc import is_preimage_format, new_preimage, preimage_matches
@@ -62,7 +63,7 @@ def _verify(bridge: Bridge, wallet: str, wallet_auth: object, action: str, order
         with bridge.db.transaction() as tx:
             auth.consume(tx, verified, action, now)
     except auth.AuthError as exc:
-        raise BridgeError(exc.code, status=401) from None
+        raise BridgeError(exc.code, http_status=401) from None
     return verified
 
 
@@ -117,6 +118,7 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         store.record_event(tx, order_id, 1, "transition", actor=verified.wallet, reason="order created",
                            now=now, to=status)
         tx.after_commit(lambda: check_after_commit(bridge.db, order_id))
+        tx.after_commit(lambda: crash_point(f"after_commit:{status}"))
     order = store.get_order(bridge.db.connection(), order_id)
     if req.side == "buy":
         return Created(order, None)
@@ -149,12 +151,12 @@ def lock_escrow(bridge: Bridge, order: sqlite3.Row, *, title: str, description: 
                 ttl_seconds=order["escrow_ttl_seconds"], title=title, description=description,
                 tags=["otc_bridge", "escrow", order["escrow_ref"]])
     except leases.LeaseBusy:
-        abandon_lock(bridge, order, "another escrow for this wallet is being created")
+        settlement.abandon_lock(bridge, order, "another escrow for this wallet is being created")
         raise BridgeError("Another escrow for this wallet is being created; retry shortly",
-                          status=409) from None
+                          http_status=409) from None
     settlement.record_call(bridge, order["order_id"], result, ref=order["escrow_ref"], reason="create escrow job")
     if result.failed:
-        abandon_lock(bridge, order, f"node refused the escrow job: {result.error}")
+        settlement.abandon_lock(bridge, order, f"node refused the escrow job: {result.error}")
         raise BridgeError("Failed to lock RTC in escrow", details=result.error or "escrow node refused",
                           hint=ESCROW_HINT)
     if result.unknown:
@@ -187,18 +189,7 @@ def claim_and_verify(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
                             changes={"end_cause": cause}, alert=("escrow_rejected", problem))
     settlement.advance_refund(bridge, order)
     raise BridgeError("Escrow job on the node does not hold what the order needs; it is being refunded",
-                      status=502, details=problem, order_id=order["order_id"])
-
-
-def abandon_lock(bridge: Bridge, order: sqlite3.Row, reason: str) -> None:
-    """Undo a ``locking`` intent after an explicit node refusal (nothing was locked)."""
-    now = bridge.now()
-    if order["side"] == "sell":
-        settlement.move(bridge, order, Status.CANCELLED, actor="bridge", reason=reason,
-                        changes={"end_cause": "escrow_refused", "ended_at": now})
-    else:
-        settlement.move(bridge, order, Status.OPEN, actor="bridge", reason=reason,
-                        changes=settlement.CLEAR_TAKER)
+                      http_status=502, details=problem, order_id=order["order_id"])
 
 
 def _get(bridge: Bridge, order_id: str) -> sqlite3.Row:

@@ -1,105 +1,206 @@
-"""The reconciler's pass: finish what requests left unfinished (first version).
+"""The reconciler: one idempotent pass that finishes whatever requests left unfinished.
 
-``run_once(bridge)`` is idempotent and safe to run at any time, from ``POST
-/admin/reconcile`` or ``otc-bridge reconcile``. This first version (issue #2) promotes
-``payout_pending`` orders whose payout the node reports confirmed, retries
-``refund_pending`` refunds, and ends ``open`` orders past their expiry. Locking,
-settling, matches past ``settle_by`` and ``settlement_recovery`` are the full
-reconciler's (issue #3) and are counted as ``left`` here.
+``run_once(bridge)`` runs at startup and on a timer in the serving process, from
+``POST /admin/reconcile`` and from ``otc-bridge reconcile``; a lease in SQLite makes one
+process the driver at a time (SPEC §7). Every decision comes from an authoritative read of
+the node (the escrow job, or the payout by its ``tx_hash``), never from a guess, and every
+action is an ``order_events`` row. What it finishes:
+
+* ``locking`` older than the grace period: the create or buy-match request died or lost the
+  node's answer. The preimage went out only in that lost response, so the order can never
+  settle: a job found by its reference is refunded (a buy order then goes back on the book);
+  no job means nothing was locked and the intent is abandoned.
+* ``settling`` older than the grace period: release and payout resume from the job's state.
+* ``payout_pending``: confirmed -> ``completed``; voided or unknown to the node -> recovery.
+* ``refund_pending``: the refund resumes from the job's state.
+* ``open`` past expiry: buy orders end, sell orders' escrow is refunded.
+* ``matched`` past ``settle_by``: unwind. A sell order returns to the book if its own TTL
+  allows, else its escrow is refunded; a buy order's taker escrow is refunded and the
+  order returns to the book (or expires).
+* ``settlement_recovery``: moved forward only when the node proves the payout queued or
+  confirmed; everything else is an operator's decision (``otc-bridge attention``).
+
+A 429 from the node stops the pass (``backoff_seconds`` in the result): back off, never spin.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections import Counter
+from collections.abc import Callable
 
-from otc_bridge import settlement
+from otc_bridge import leases, settlement
 from otc_bridge.context import Bridge
+from otc_bridge.errors import BridgeError, NodeBusy
 from otc_bridge.model import Status
 from otc_bridge.store import ConcurrentUpdate
 
 log = logging.getLogger(__name__)
 
-_LEFT_FOR_LATER = (Status.LOCKING, Status.SETTLING, Status.SETTLEMENT_RECOVERY)
+LEASE_NAME = "reconciler"
+COUNTS = ("adopted", "abandoned", "released", "promoted", "still_pending", "recovered", "refunded",
+          "refund_waiting", "expired", "unwound", "resolved", "waiting", "errors")
+_PHASES = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}
+_SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet"))
 
 
 def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
-    """One pass; returns counts: ``promoted`` (-> completed), ``still_pending``,
-    ``recovered`` (-> settlement_recovery), ``refunded``, ``refund_waiting``, ``expired``,
-    ``left`` (states this version does not drive), ``errors``.
+    """One pass over every state the reconciler drives; returns the counts in ``COUNTS`` plus
+    ``skipped_locked`` (1 if another process held the lease) and ``backoff_seconds``.
 
-    Each order is handled on its own; a failure on one (logged with traceback and
-    counted) never stops the pass. Orders another actor moved meanwhile are skipped.
+    Orders are handled one by one; a failure on one is logged with its traceback and counted
+    in ``errors``, and never stops the pass. An order another actor moved meanwhile is skipped.
     """
+    holder = leases.new_holder()
+    lease_ttl = max(300, 10 * bridge.config.node_read_timeout_seconds)
+    if not leases.try_acquire(bridge.db, LEASE_NAME, holder, lease_ttl, bridge.now()):
+        return {**dict.fromkeys(COUNTS, 0), "skipped_locked": 1, "backoff_seconds": 0}
     counts: Counter[str] = Counter()
-    now = bridge.now()
-    db = bridge.db
-    for order in db.read("SELECT * FROM orders WHERE status = ? ORDER BY updated_at LIMIT ?",
-                         (Status.PAYOUT_PENDING, limit)):
-        _guard(counts, order, lambda o=order: _promote(bridge, o, counts))
-    for order in db.read("SELECT * FROM orders WHERE status = 'open' AND expires_at <= ? LIMIT ?", (now, limit)):
-        _guard(counts, order, lambda o=order: _expire(bridge, o, counts))
-    for order in db.read("SELECT * FROM orders WHERE status = ? ORDER BY updated_at LIMIT ?",
-                         (Status.REFUND_PENDING, limit)):
-        _guard(counts, order, lambda o=order: _refund(bridge, o, counts))
-    counts["left"] += db.read_one(
-        f"SELECT COUNT(*) FROM orders WHERE status IN ({','.join('?' * len(_LEFT_FOR_LATER))})",  # noqa: S608
-        tuple(str(s) for s in _LEFT_FOR_LATER))[0]
-    result = {k: counts.get(k, 0) for k in ("promoted", "still_pending", "recovered", "refunded",
-                                            "refund_waiting", "expired", "left", "errors")}
-    log.info("reconcile pass: %s", result)
+    try:
+        _pass(bridge, counts, limit)
+    except NodeBusy as busy:
+        log.warning("reconcile pass stopped: node rate limit, retry in %ss", busy.retry_after_seconds)
+        counts["backoff_seconds"] = busy.retry_after_seconds
+    finally:
+        leases.release(bridge.db, LEASE_NAME, holder)
+    result = {name: counts.get(name, 0) for name in (*COUNTS, "backoff_seconds")}
+    result["skipped_locked"] = 0
+    log.info("reconcile pass: %s", {k: v for k, v in result.items() if v})
     return result
 
 
-def _guard(counts: Counter, order, action) -> None:
+def _pass(bridge: Bridge, counts: Counter, limit: int) -> None:
+    now, grace = bridge.now(), bridge.config.settlement_stuck_seconds
+    steps: list[tuple[str, tuple, Callable[[Bridge, sqlite3.Row, Counter], None]]] = [
+        ("status = 'payout_pending'", (), _promote),
+        ("status = 'settling' AND updated_at <= ?", (now - grace,), _resume_release),
+        ("status = 'locking' AND updated_at <= ?", (now - grace,), _finish_locking),
+        ("status = 'matched' AND settle_by <= ?", (now,), _unwind),
+        ("status = 'open' AND expires_at <= ?", (now,), _expire),
+        ("status = 'refund_pending'", (), _refund),
+        ("status = 'settlement_recovery'", (), _recheck_recovery),
+    ]
+    for where, params, action in steps:
+        rows = bridge.db.read(f"SELECT * FROM orders WHERE {where} ORDER BY updated_at LIMIT ?",  # noqa: S608
+                              (*params, limit))
+        for order in rows:
+            _guard(bridge, counts, order, action)
+
+
+def _guard(bridge: Bridge, counts: Counter, order: sqlite3.Row, action) -> None:
     try:
-        action()
+        action(bridge, order, counts)
     except ConcurrentUpdate:
         log.info("order %s moved during reconcile; skipped", order["order_id"])
+    except NodeBusy:
+        raise
+    except BridgeError as exc:  # a recorded outcome the node refused or left open: retried next pass
+        log.warning("reconcile of order %s: %s", order["order_id"], exc.error)
+        counts["waiting"] += 1
     except Exception:
         log.exception("reconcile failed for order %s", order["order_id"])
         counts["errors"] += 1
 
 
-def _promote(bridge: Bridge, order, counts: Counter) -> None:
+def _tally(counts: Counter, fresh: sqlite3.Row, by_status: dict[Status, str], default: str) -> None:
+    counts[by_status.get(Status(fresh["status"]), default)] += 1
+
+
+def _promote(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
     status = bridge.node.tx_status(order["payout_tx_hash"])
     settlement.record_call(bridge, order["order_id"], status.result, ref=order["payout_tx_hash"],
                            reason="reconcile: payout status")
-    phase = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}.get(status.status or "")
     if status.status == "not_found":
-        # Our transfer was answered as queued, so the node must know it: never guess.
-        fresh = settlement.move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="reconciler",
-                                reason="node has no record of the queued payout",
-                                alert=("payout_missing", "payout_pending order's transfer not found on the node"))
-        counts["recovered" if fresh["status"] == Status.SETTLEMENT_RECOVERY else "errors"] += 1
+        # The node answered our transfer as queued, so it must know it: never guess.
+        settlement.move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="reconciler",
+                        reason="node has no record of the queued payout",
+                        alert=("payout_missing", "payout_pending order's transfer not found on the node"))
+        counts["recovered"] += 1
         return
+    phase = _PHASES.get(status.status or "")
     if phase is None:
         counts["still_pending"] += 1
         return
-    fresh = settlement.apply_payout_phase(bridge, order, phase, settlement.node_ref(status.result,
-                                                                                  order["payout_tx_hash"]))
-    counts[{Status.COMPLETED: "promoted", Status.SETTLEMENT_RECOVERY: "recovered"}.get(
-        Status(fresh["status"]), "still_pending")] += 1
+    fresh = settlement.apply_payout_phase(bridge, order, phase,
+                                          settlement.node_ref(status.result, order["payout_tx_hash"]))
+    _tally(counts, fresh, {Status.COMPLETED: "promoted", Status.SETTLEMENT_RECOVERY: "recovered"}, "still_pending")
 
 
-def _expire(bridge: Bridge, order, counts: Counter) -> None:
+def _resume_release(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
+    fresh = settlement.advance_release(bridge, order)
+    _tally(counts, fresh, {Status.COMPLETED: "released", Status.PAYOUT_PENDING: "released",
+                           Status.SETTLEMENT_RECOVERY: "recovered", Status.MATCHED: "released"}, "waiting")
+
+
+def _finish_locking(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
+    """Resolve an abandoned escrow intent (see the module docstring)."""
+    if order["escrow_job_id"] is None:
+        job_id = settlement.find_job_by_ref(bridge, order)
+        if job_id is None:
+            settlement.abandon_lock(bridge, order, "reconciler: no escrow job exists for this intent")
+            counts["abandoned"] += 1
+            return
+        order = settlement.annotate(bridge, order, {"escrow_job_id": job_id},
+                                    reason="reconciler found the escrow job by its reference")
+    cause = "escrow_outcome_lost" if order["side"] == "sell" else "taker_escrow_rejected"
+    order = settlement.move(bridge, order, Status.REFUND_PENDING, actor="reconciler",
+                            reason="escrow created but its response (with the preimage) was lost; refunding",
+                            changes={"end_cause": cause})
+    counts["adopted"] += 1
+    _refund(bridge, order, counts)
+
+
+def _unwind(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
+    """A match past ``settle_by`` with no winning confirm (SPEC §4)."""
     now = bridge.now()
+    counts["unwound"] += 1
+    if order["side"] == "sell" and now < order["expires_at"]:
+        settlement.move(bridge, order, Status.OPEN, actor="reconciler",
+                        reason="settle_by passed without a confirm; sell order back on the book",
+                        changes=_SELL_UNWIND)
+        return
+    cause = "settle_deadline_passed" if order["side"] == "sell" else "taker_escrow_rejected"
+    order = settlement.move(bridge, order, Status.REFUND_PENDING, actor="reconciler",
+                            reason="settle_by passed without a confirm; escrow to be refunded",
+                            changes={"end_cause": cause})
+    _refund(bridge, order, counts)
+
+
+def _expire(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
+    now = bridge.now()
+    counts["expired"] += 1
     if order["side"] == "buy":
         settlement.move(bridge, order, Status.EXPIRED, actor="reconciler", reason="order TTL passed",
                         changes={"end_cause": "expired", "ended_at": now})
-        counts["expired"] += 1
         return
-    settlement.move(bridge, order, Status.REFUND_PENDING, actor="reconciler",
-                    reason="order TTL passed; escrow to be refunded", changes={"end_cause": "expired"})
-    counts["expired"] += 1
+    order = settlement.move(bridge, order, Status.REFUND_PENDING, actor="reconciler",
+                            reason="order TTL passed; escrow to be refunded", changes={"end_cause": "expired"})
+    _refund(bridge, order, counts)
 
 
-def _refund(bridge: Bridge, order, counts: Counter) -> None:
+def _refund(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
     fresh = settlement.advance_refund(bridge, order)
-    if fresh["status"] in (Status.CANCELLED, Status.EXPIRED, Status.OPEN):  # open: buy order re-listed
-        counts["refunded"] += 1
-    elif fresh["status"] == Status.SETTLEMENT_RECOVERY:
-        counts["recovered"] += 1
-    else:
-        counts["refund_waiting"] += 1
+    # open: a buy order whose taker escrow came back is on the book again.
+    _tally(counts, fresh, {Status.CANCELLED: "refunded", Status.EXPIRED: "refunded", Status.OPEN: "refunded",
+                           Status.SETTLEMENT_RECOVERY: "recovered"}, "refund_waiting")
 
+
+def _recheck_recovery(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
+    """Move ``settlement_recovery`` forward only on proof from the node (SPEC §4 rule 3):
+    the order's payout queued or confirmed. Nothing else is automatic: an escrow refunded
+    behind the bridge's back (perhaps by a seller who already revealed the preimage and took
+    the quote) must never pass for a normal refund; an operator resolves it (``resolve``),
+    and a voided payout needs an operator's new key (``redrive-payout --new-key``)."""
+    if not order["payout_key"]:
+        counts["waiting"] += 1
+        return
+    status = bridge.node.tx_status(order["payout_tx_hash"])
+    settlement.record_call(bridge, order["order_id"], status.result, ref=order["payout_tx_hash"],
+                           reason="reconcile: recheck payout of an order in recovery")
+    if status.status in ("pending", "confirmed"):
+        fresh = settlement.apply_payout_phase(bridge, order, status.status,
+                                              settlement.node_ref(status.result, order["payout_tx_hash"]))
+        _tally(counts, fresh, {Status.COMPLETED: "resolved", Status.PAYOUT_PENDING: "resolved"}, "waiting")
+        return
+    counts["waiting"] += 1

@@ -17,12 +17,14 @@ to the buyer; refund = deliver + dispute + cancel (returns reward and fee to the
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from otc_bridge import store
 from otc_bridge.context import Bridge
+from otc_bridge.errors import NodeBusy, NodeUnavailable
 from otc_bridge.escrow import Job, NodeResult
 from otc_bridge.invariants import check_after_commit
 from otc_bridge.model import Status
@@ -113,6 +115,47 @@ def read_job(bridge: Bridge, order: sqlite3.Row, reason: str) -> Job | None:
     return read.job
 
 
+# --- locking -----------------------------------------------------------------------------
+
+def abandon_lock(bridge: Bridge, order: sqlite3.Row, reason: str) -> sqlite3.Row:
+    """Undo a ``locking`` intent when nothing was locked: a sell order ends ``cancelled``
+    (cause ``escrow_refused``), a buy order goes back to ``open`` without its taker."""
+    if order["side"] == "sell":
+        return move(bridge, order, Status.CANCELLED, actor="bridge", reason=reason,
+                    changes={"end_cause": "escrow_refused", "ended_at": bridge.now()})
+    return move(bridge, order, Status.OPEN, actor="bridge", reason=reason, changes=CLEAR_TAKER)
+
+
+def find_job_by_ref(bridge: Bridge, order: sqlite3.Row, max_pages: int = 50) -> str | None:
+    """The id of the open escrow job carrying the order's ``escrow_ref`` tag, or ``None``.
+
+    Used when a create's answer was lost (NODE_API §4: job creation is not idempotent;
+    recover with ``GET /agent/jobs?status=open``, which has no poster filter, pages of at
+    most 100, ``offset`` honoured). Only the order's poster counts: anyone can tag a job.
+    Raises :class:`~otc_bridge.errors.NodeUnavailable` if the list cannot be read, since
+    "not found" must be an answer, not a silence.
+    """
+    for page in range(max_pages):
+        result = bridge.node.list_open_jobs(limit=100, offset=page * 100)
+        if not result.ok:
+            record_call(bridge, order["order_id"], result, ref=order["escrow_ref"], reason="find escrow job by ref")
+            raise NodeUnavailable("Escrow node job list unavailable; the escrow intent stays open")
+        jobs = result.body.get("jobs") or []
+        for job in jobs:
+            tags = job.get("tags")
+            if isinstance(tags, str):
+                try:
+                    tags = json.loads(tags)
+                except ValueError:
+                    tags = []
+            if (isinstance(tags, list) and order["escrow_ref"] in tags
+                    and job.get("poster_wallet") == order["escrow_wallet"]):
+                return str(job["job_id"])
+        if len(jobs) < 100:
+            return None
+    raise NodeUnavailable("Escrow node job list too long to search; the escrow intent stays open")
+
+
 # --- refund -------------------------------------------------------------------------------
 
 #: Refund causes of a buy-order *taker's* escrow: the maker's order goes back on the book,
@@ -140,7 +183,9 @@ def _refund_done(bridge: Bridge, order: sqlite3.Row, reason: str) -> sqlite3.Row
         changes = CLEAR_TAKER | {"end_cause": None}
         reason += "; buy order back on the book"
     else:
-        changes = {"ended_at": now, "end_cause": "expired" if to == Status.EXPIRED else order["end_cause"]}
+        # A buy order whose re-listing came too late ends as plainly expired; others keep their cause.
+        expired_relist = to == Status.EXPIRED and order["end_cause"] in TAKER_CAUSES
+        changes = {"ended_at": now, "end_cause": "expired" if expired_relist else order["end_cause"]}
     return move(bridge, order, to, actor="bridge", reason=reason, changes=changes)
 
 
@@ -322,7 +367,9 @@ def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     the existing row). The outcome decides the status: queued -> ``payout_pending``,
     confirmed -> ``completed``, voided or refused -> ``settlement_recovery`` (alert).
     A lost answer is resolved by ``GET /wallet/tx/<tx_hash>``; if the node has no such
-    transfer, one re-send with the same key is safe; anything else is recovery.
+    transfer, one re-send with the same key is safe; anything else is recovery. A 429 (the
+    node's admin rate limit) applied nothing: raises :class:`~otc_bridge.errors.NodeBusy`
+    and leaves the order as it is.
     """
     key = order["payout_key"]
     for attempt in range(2):
@@ -332,6 +379,9 @@ def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
         record_call(bridge, order["order_id"], result, ref=order["payout_tx_hash"], reason="payout transfer")
         if result.ok:
             return apply_payout_phase(bridge, order, str(result.body["phase"]), node_ref(result, key))
+        if result.failed and result.retry_after_seconds is not None:
+            # Rate limited: the node applied nothing. Not a refusal; retry after Retry-After.
+            raise NodeBusy(result.retry_after_seconds, order_id=order["order_id"], status=order["status"])
         if result.failed:
             message = f"payout refused by the node after the escrow was released: {result.error}"
             return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,

@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from otc_bridge.crashpoints import crash_point
 from otc_bridge.db import Tx
 from otc_bridge.model import Status, check_transition
 from otc_bridge.schema import ORDER_COLUMNS
@@ -71,6 +72,7 @@ def transition(
     )
     if cur.rowcount != 1:
         raise ConcurrentUpdate(f"order {order['order_id']} changed under us ({frm} -> {to})")
+    tx.after_commit(lambda: crash_point(f"after_commit:{to}"))
     version = order["order_version"] + 1
     record_event(tx, order["order_id"], version, "transition", actor=actor, reason=reason,
                  now=now, frm=frm, to=to, node=node)

@@ -27,7 +27,7 @@ def require_admin_token() -> None:
     auth = request.headers.get("Authorization", "")
     given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Admin-Key", "")
     if not hmac.compare_digest(given.encode(), token.encode()):
-        raise BridgeError("unauthorized", status=401)
+        raise BridgeError("unauthorized", http_status=401)
 
 
 @bp.post("/admin/reconcile")
