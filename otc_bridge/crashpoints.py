@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,20 @@ EXIT_CODE = 86
 _JOB_ACTION = re.compile(r"^/agent/jobs/[^/]+/(claim|deliver|accept|dispute|cancel)$")
 
 
+_hook: Callable[[str], None] | None = None
+
+
+def set_hook(hook: Callable[[str], None] | None) -> None:
+    """In-process tests only: call ``hook(name)`` at every crash point (it may raise a
+    ``BaseException`` to stop the operation there, as a crash would); ``None`` removes it."""
+    global _hook
+    _hook = hook
+
+
 def crash_point(name: str) -> None:
     """Exit the process at once if crash points are enabled and ``name`` is the chosen one."""
+    if _hook is not None:
+        _hook(name)
     if os.environ.get(ENABLE_VARIABLE) != "1" or os.environ.get(POINT_VARIABLE) != name:
         return
     log.critical("crash point %s reached: exiting abruptly (test hook)", name)
