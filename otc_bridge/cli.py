@@ -62,6 +62,7 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
     from gunicorn.app.base import BaseApplication
 
     from otc_bridge.app import build_bridge, create_app
+    from otc_bridge.background import start_reconciler
 
     build_bridge(cfg)  # migrate once in the master, and fail fast on a bad setting
 
@@ -73,7 +74,11 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
             self.cfg.set("timeout", 120)
 
         def load(self):
-            return create_app(cfg)
+            # Runs in each worker after the fork: every worker gets a reconciler thread, and
+            # the SQLite lease lets one of them drive each pass.
+            app = create_app(cfg)
+            start_reconciler(app.extensions["otc_bridge"])
+            return app
 
     _Gunicorn().run()
 

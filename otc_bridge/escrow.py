@@ -328,17 +328,22 @@ class EscrowNodeClient:
         result = self._request("GET", "/agent/jobs/<job_id>", self._job_path(job_id), expect=check)
         return JobRead(result, _parse_job(result.body["job"], job_id) if result.ok else None)
 
-    def list_open_jobs(self, *, limit: int = 100, offset: int = 0) -> NodeResult:
-        """``GET /agent/jobs?status=open`` (§1.8): ``body["jobs"]`` is a list of job summaries.
+    def list_jobs(self, *, status: str, limit: int = 100, offset: int = 0) -> NodeResult:
+        """``GET /agent/jobs?status=<status>`` (§1.8): ``body["jobs"]`` is a list of job summaries.
 
-        ``offset`` works on this route. Raises ValueError unless 1 <= limit <= 100 (the node
-        caps silently at 100, which would break paging) and offset >= 0.
+        ``offset`` works on this route. The node first sweeps expired open/claimed jobs.
+        Raises ValueError unless 1 <= limit <= 100 (the node caps silently at 100, which
+        would break paging), offset >= 0 and ``status`` is a plain word.
         """
-        if not 1 <= limit <= 100 or offset < 0:
-            raise ValueError("limit must be 1..100 and offset >= 0")
-        params = {"status": "open", "limit": limit, "offset": offset}
+        if not 1 <= limit <= 100 or offset < 0 or not status.isalpha():
+            raise ValueError("limit must be 1..100, offset >= 0 and status a word")
+        params = {"status": status, "limit": limit, "offset": offset}
         return self._request("GET", "/agent/jobs", "/agent/jobs", params=params,
                              expect=_shape(jobs=list))
+
+    def list_open_jobs(self, *, limit: int = 100, offset: int = 0) -> NodeResult:
+        """``list_jobs(status="open", ...)``."""
+        return self.list_jobs(status="open", limit=limit, offset=offset)
 
     def claim_job(self, job_id: str, *, worker_wallet: str) -> NodeResult:
         """``POST .../claim`` (§1.3). A 409 "not open" is FAILED even if we hold it: read back."""

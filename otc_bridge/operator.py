@@ -244,10 +244,7 @@ def _resolve(bridge: Bridge, order: sqlite3.Row, target: Status, actor: str, why
     note = f"resolve to {target} (node: {proof.detail['status']}): {why}"
     with claimed():
         if target == Status.COMPLETED:
-            # settlement.complete records the bridge as actor: the operator's decision goes
-            # first, as a note that is also the claim (its CAS fails if anyone moved the order).
-            order = operator_note(bridge, order, actor=actor, reason=note, node=proof)
-            return settlement.complete(bridge, order, proof)
+            return settlement.complete(bridge, order, proof, actor=actor, reason=note)
         # An ended order holds no preimage (invariants: only settling..completed or recovery may).
         changes = {} if target == Status.PAYOUT_PENDING else {
             "ended_at": bridge.now(), "end_cause": order["end_cause"] or f"operator_{target}", "htlc_secret": None}

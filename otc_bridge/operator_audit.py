@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 from otc_bridge import operator
 from otc_bridge.context import Bridge
-from otc_bridge.escrow import NodeResult, _shape, payout_tx_hash
+from otc_bridge.escrow import NodeResult, payout_tx_hash
 from otc_bridge.model import TERMINAL, Status
 
 S = Status
@@ -166,12 +166,7 @@ def _check_payouts(bridge: Bridge, order: sqlite3.Row) -> list[Mismatch]:
 # --- orphan jobs ------------------------------------------------------------------------------
 
 def _jobs_page(bridge: Bridge, status: str, offset: int) -> NodeResult:
-    if status == "open":
-        return bridge.node.list_open_jobs(limit=PAGE_SIZE, offset=offset)
-    # EscrowNodeClient lists only open jobs (a public list_jobs(status=...) is requested); its
-    # one _request keeps the timeout, TLS, no-redirect and ok/failed/unknown mapping.
-    return bridge.node._request("GET", "/agent/jobs", "/agent/jobs", expect=_shape(jobs=list),
-                                params={"status": status, "limit": PAGE_SIZE, "offset": offset})
+    return bridge.node.list_jobs(status=status, limit=PAGE_SIZE, offset=offset)
 
 
 def node_jobs(bridge: Bridge, status: str) -> Iterator[dict | str]:

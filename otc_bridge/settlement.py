@@ -127,16 +127,26 @@ def abandon_lock(bridge: Bridge, order: sqlite3.Row, reason: str) -> sqlite3.Row
 
 
 def find_job_by_ref(bridge: Bridge, order: sqlite3.Row, max_pages: int = 50) -> str | None:
-    """The id of the open escrow job carrying the order's ``escrow_ref`` tag, or ``None``.
+    """The id of the escrow job carrying the order's ``escrow_ref`` tag, or ``None``.
 
     Used when a create's answer was lost (NODE_API §4: job creation is not idempotent;
-    recover with ``GET /agent/jobs?status=open``, which has no poster filter, pages of at
-    most 100, ``offset`` honoured). Only the order's poster counts: anyone can tag a job.
-    Raises :class:`~otc_bridge.errors.NodeUnavailable` if the list cannot be read, since
-    "not found" must be an answer, not a silence.
+    recover with ``GET /agent/jobs?status=...``, which has no poster filter, pages of at
+    most 100, ``offset`` honoured). Open jobs are searched, then claimed ones (a third party
+    may have claimed it first: it must still be found, refunded when possible, alerted).
+    Only the order's poster counts: anyone can tag a job. Raises
+    :class:`~otc_bridge.errors.NodeUnavailable` if a list cannot be read, since "not found"
+    must be an answer, not a silence.
     """
+    for status in ("open", "claimed"):
+        found = _find_in_list(bridge, order, status, max_pages)
+        if found:
+            return found
+    return None
+
+
+def _find_in_list(bridge: Bridge, order: sqlite3.Row, status: str, max_pages: int) -> str | None:
     for page in range(max_pages):
-        result = bridge.node.list_open_jobs(limit=100, offset=page * 100)
+        result = bridge.node.list_jobs(status=status, limit=100, offset=page * 100)
         if not result.ok:
             record_call(bridge, order["order_id"], result, ref=order["escrow_ref"], reason="find escrow job by ref")
             raise NodeUnavailable("Escrow node job list unavailable; the escrow intent stays open")
@@ -418,13 +428,14 @@ def apply_payout_phase(bridge: Bridge, order: sqlite3.Row, phase: str, ref: Node
                 alert=("payout_voided", message))
 
 
-def complete(bridge: Bridge, order: sqlite3.Row, ref: NodeRef) -> sqlite3.Row:
+def complete(bridge: Bridge, order: sqlite3.Row, ref: NodeRef, *, actor: str = "bridge",
+             reason: str = "payout confirmed by the node; trade recorded, preimage readable") -> sqlite3.Row:
     """``completed``: the node confirmed the payout. Writes the trade row in the same
-    transaction, so completed <=> trade exists (checked after commit)."""
+    transaction, so completed <=> trade exists (checked after commit). ``actor``/``reason``
+    name who decided (an operator resolving an order passes theirs)."""
     now = bridge.now()
     with bridge.db.transaction() as tx:
-        store.transition(tx, order, Status.COMPLETED, actor="bridge",
-                         reason="payout confirmed by the node; trade recorded, preimage readable",
+        store.transition(tx, order, Status.COMPLETED, actor=actor, reason=reason,
                          now=now, changes={"confirmed_at": now, "ended_at": now}, node=ref)
         seller = order["maker_wallet"] if order["side"] == "sell" else order["taker_wallet"]
         tx.execute(
