@@ -117,6 +117,7 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         tx.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", columns)  # noqa: S608
         store.record_event(tx, order_id, 1, "transition", actor=verified.wallet, reason="order created",
                            now=now, to=status)
+        store.enqueue_order_event(tx, order_id, None, status, "order created", now)
         tx.after_commit(lambda: check_after_commit(bridge.db, order_id))
         tx.after_commit(lambda: crash_point(f"after_commit:{status}"))
     order = store.get_order(bridge.db.connection(), order_id)

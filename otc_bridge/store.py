@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from otc_bridge import views
 from otc_bridge.crashpoints import crash_point
 from otc_bridge.db import Tx
 from otc_bridge.model import Status, check_transition
@@ -76,10 +77,18 @@ def transition(
     version = order["order_version"] + 1
     record_event(tx, order["order_id"], version, "transition", actor=actor, reason=reason,
                  now=now, frm=frm, to=to, node=node)
-    enqueue(tx, topic=f"order.{to}", order_id=order["order_id"], order_version=version, now=now,
-            payload={"order_id": order["order_id"], "from": str(frm), "to": str(to),
-                     "order_version": version, "reason": reason})
+    enqueue_order_event(tx, order["order_id"], frm, to, reason, now)
     return version
+
+
+def enqueue_order_event(tx: Tx, order_id: str, frm: Status | None, to: Status, reason: str, now: int) -> None:
+    """The outbox row of a transition: topic ``order.<to>`` and the public order view as it is
+    in this very transaction (so a webhook never shows a later state than its event)."""
+    fresh = get_order(tx.conn, order_id)
+    enqueue(tx, topic=f"order.{to}", order_id=order_id, order_version=fresh["order_version"], now=now,
+            payload={"order_id": order_id, "from": str(frm) if frm else None, "to": str(to),
+                     "order_version": fresh["order_version"], "reason": reason,
+                     "order": views.order_view(fresh)})
 
 
 def annotate(

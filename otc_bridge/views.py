@@ -8,6 +8,7 @@ working; the exact integers sit next to the display numbers, which are derived f
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -148,4 +149,23 @@ def trade_view(trade: sqlite3.Row) -> dict[str, Any]:
         "escrow_job_id": trade["escrow_job_id"],
         "payout_tx_hash": trade["payout_tx_hash"],
         "completed_at": trade["created_at"],
+    }
+
+
+def event_view(event: sqlite3.Row) -> dict[str, Any]:
+    """Public view of an ``order_events`` row (``GET /api/orders/<id>/events``, the stream)."""
+    return {
+        "event_id": event["event_id"],
+        "order_id": event["order_id"],
+        "order_version": event["order_version"],
+        "kind": event["kind"],
+        "from_status": event["from_status"],
+        "to_status": event["to_status"],
+        "actor": event["actor"],
+        "reason": event["reason"],
+        "node_endpoint": event["node_endpoint"],
+        "node_outcome": event["node_outcome"],
+        "node_ref": event["node_ref"],
+        "detail": json.loads(event["detail"]) if event["detail"] else None,
+        "created_at": event["created_at"],
     }

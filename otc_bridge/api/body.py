@@ -156,16 +156,17 @@ def pair_arg(required_default: str | None = None) -> str | None:
 
 def page_args(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int]:
     """``?limit=&offset=`` with the reference's error strings; limit capped at ``max_limit``."""
-    limit = _int_arg("limit", default_limit, "limit_must_be_integer")
+    limit = int_arg("limit", default_limit, "limit_must_be_integer")
     if limit < 1:
         raise Invalid("limit_must_be_positive", field="limit")
-    offset = _int_arg("offset", 0, "offset_must_be_integer")
+    offset = int_arg("offset", 0, "offset_must_be_integer")
     if offset < 0:
         raise Invalid("offset_must_be_non_negative", field="offset")
     return min(limit, max_limit), offset
 
 
-def _int_arg(name: str, default: int, error: str) -> int:
+def int_arg(name: str, default: int, error: str) -> int:
+    """``?name=`` as an integer (``default`` if absent); 400 with ``error`` otherwise."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default

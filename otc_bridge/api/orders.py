@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from otc_bridge import money, orders, store, views
+from otc_bridge import auth, money, orders, store, views
 from otc_bridge.api import body
 from otc_bridge.context import Bridge
 from otc_bridge.errors import Invalid, NotFound
@@ -202,3 +202,45 @@ def cancel_order(order_id: str):
     else:
         message = "Order cancel accepted; escrow refund is pending and will be retried by reconciliation."
     return jsonify(ok=True, **views.order_view(order), escrow_refunded=refunded, message=message)
+
+
+@bp.get("/api/orders/<order_id>/events")
+def order_events(order_id: str):
+    """The order's audit trail, oldest first: every transition, node call outcome, alert and
+    note, each with the ``order_version`` it belongs to. ``after`` (an event id) and ``limit``
+    (1..500, default 200) page through it. Never carries a secret."""
+    b = bridge()
+    order = store.get_order(b.db.connection(), order_id)
+    if order is None:
+        raise NotFound("Order not found")
+    after = body.int_arg("after", 0, "after must be an integer")
+    limit = min(body.int_arg("limit", 200, "limit_must_be_integer"), 500)
+    if limit < 1:
+        raise Invalid("limit_must_be_positive", field="limit")
+    rows = b.db.read("SELECT * FROM order_events WHERE order_id = ? AND event_id > ? ORDER BY event_id LIMIT ?",
+                     (order_id, after, limit))
+    return jsonify(ok=True, order_id=order_id, order_version=order["order_version"],
+                   events=[views.event_view(r) for r in rows])
+
+
+@bp.get("/api/wallets/<wallet>/orders")
+def wallet_orders(wallet: str):
+    """A wallet's orders as maker or taker, any status, newest first; ``status`` filter,
+    ``limit`` (1..200) and ``offset``. The wallet is matched in its canonical form."""
+    b = bridge()
+    if not auth.is_native_wallet(wallet):
+        raise Invalid("wallet must be a native RTC address (RTC + 40 hex)", field="wallet")
+    canonical = auth.canonical_wallet(wallet)
+    limit, offset = body.page_args()
+    status = request.args.get("status")
+    where, params = "(maker_wallet = ? OR taker_wallet = ?)", [canonical, canonical]
+    if status:
+        if status not in {s.value for s in Status}:
+            raise Invalid("status must be one of the order statuses", field="status")
+        where += " AND status = ?"
+        params.append(status)
+    rows = b.db.read(f"SELECT * FROM orders WHERE {where} ORDER BY created_at DESC, rowid DESC "  # noqa: S608
+                     "LIMIT ? OFFSET ?", (*params, limit, offset))
+    total = b.db.read_one(f"SELECT COUNT(*) FROM orders WHERE {where}", tuple(params))[0]  # noqa: S608
+    return jsonify(ok=True, wallet=canonical, orders=[views.order_view(r) for r in rows], total=total,
+                   limit=limit, offset=offset)

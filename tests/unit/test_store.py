@@ -82,8 +82,12 @@ def test_successful_transition_writes_row_event_and_outbox(db):
     assert outbox[0]["event_key"] == f"order.matched:{ORDER_ID}:2"
     assert (outbox[0]["topic"], outbox[0]["order_id"], outbox[0]["order_version"]) == ("order.matched", ORDER_ID, 2)
     assert (outbox[0]["state"], outbox[0]["attempts"], outbox[0]["next_attempt_at"]) == ("pending", 0, NOW)
-    assert json.loads(outbox[0]["payload"]) == {"order_id": ORDER_ID, "from": "open", "to": "matched",
-                                                "order_version": 2, "reason": "taker matched"}
+    payload = json.loads(outbox[0]["payload"])
+    view = payload.pop("order")
+    assert payload == {"order_id": ORDER_ID, "from": "open", "to": "matched", "order_version": 2,
+                       "reason": "taker matched"}
+    # The public view as of this transition, never a secret.
+    assert (view["status"], view["order_version"]) == ("matched", 2) and "htlc_secret" not in view
 
 
 def test_each_transition_bumps_version_by_exactly_one(db):
