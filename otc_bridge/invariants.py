@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
+from collections import Counter
 
+from otc_bridge import store
 from otc_bridge.db import Database
 from otc_bridge.htlc import preimage_matches
 from otc_bridge.model import Status
@@ -67,11 +71,33 @@ def violations(conn: sqlite3.Connection, order: sqlite3.Row) -> list[str]:
     return codes
 
 
+_failures = Counter()
+_failures_lock = threading.Lock()
+
+
+def failure_counts() -> dict[str, int]:
+    """Invariant failures seen by this process since start, by code (for ``/metrics``)."""
+    with _failures_lock:
+        return dict(_failures)
+
+
 def check_after_commit(db: Database, order_id: str) -> None:
-    """Re-read ``order_id`` and raise :class:`InvariantBroken` (logged) if any invariant fails."""
+    """Re-read ``order_id``; if any invariant fails: log it with a stable code, count it,
+    raise an operator alert through the outbox (its own transaction, deduplicated per order
+    version and code), then raise :class:`InvariantBroken` so the caller answers 500
+    instead of reporting success."""
     conn = db.connection()
     order = conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
     codes = ["order_missing"] if order is None else violations(conn, order)
-    if codes:
-        log.error("invariant broken for order %s: %s", order_id, ",".join(codes))
-        raise InvariantBroken(order_id, codes)
+    if not codes:
+        return
+    log.error("invariant broken for order %s: %s", order_id, ",".join(codes))
+    with _failures_lock:
+        _failures.update(codes)
+    if order is not None:
+        try:
+            with db.transaction() as tx:
+                store.alert(tx, order, code="invariant_broken", message=",".join(codes), now=int(time.time()))
+        except Exception:
+            log.exception("could not record the invariant alert for order %s", order_id)
+    raise InvariantBroken(order_id, codes)
