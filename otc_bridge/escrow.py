@@ -203,7 +203,7 @@ def _is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    except ValueError:  # a host name, not an IP literal: only "localhost" counts as loopback
         return False
 
 
@@ -223,7 +223,7 @@ def _json_object(content: bytes) -> dict | None:
 
     try:
         parsed = json.loads(content, parse_constant=refuse)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # "no JSON object" is the answer: callers map it to UNKNOWN
         return None
     return parsed if isinstance(parsed, dict) else None
 

@@ -55,7 +55,7 @@ def prune(db: Database, now: int, max_window_seconds: int) -> int:
 def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address((text or "").strip())
-    except ValueError:
+    except ValueError:  # not an address (garbage header): the caller falls back to the socket peer
         return None
     # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
     mapped = getattr(ip, "ipv4_mapped", None)

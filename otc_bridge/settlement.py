@@ -208,6 +208,16 @@ def bridge_stepped(bridge: Bridge, order_id: str, step: str) -> bool:
         (order_id, step + "%")) is not None
 
 
+def _alert_if_moved_first(bridge: Bridge, order: sqlite3.Row, job: Job, step: str) -> sqlite3.Row:
+    """Alert ``escrow_job_moved`` if the job is past ``claimed`` although the bridge never
+    attempted a ``step`` for this order (SPEC §5: detect jobs moved without the bridge)."""
+    if bridge_stepped(bridge, order["order_id"], step):
+        return order
+    raise_alert(bridge, order, "escrow_job_moved",
+                f"escrow job was {job.status} (worker {job.worker_wallet!r}) before the bridge's first {step}")
+    return store.get_order(bridge.db.connection(), order["order_id"])
+
+
 def note_step(bridge: Bridge, order: sqlite3.Row, endpoint: str, reason: str) -> None:
     """Record, before a node call that moves the job, which call the bridge is making
     (a ``node_call`` event with outcome ``intent``; SPEC §4 rule 1)."""
@@ -239,11 +249,8 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     # someone else (the node's own lazy expiry aside). Refund it all the same, but say so.
     already_alerted = order["end_cause"] in ("escrow_rejected", "escrow_moved", *TAKER_CAUSES)
     # Only where the refund would otherwise finish quietly: the other cases alert on their own.
-    if (job is not None and not already_alerted and status in ("open", "delivered", "disputed", "cancelled")
-            and not bridge_stepped(bridge, order["order_id"], "refund step")):
-        raise_alert(bridge, order, "escrow_job_moved",
-                    f"escrow job was {status} (worker {job.worker_wallet!r}) before the bridge refunded it")
-        order = store.get_order(bridge.db.connection(), order["order_id"])
+    if job is not None and not already_alerted and status in ("open", "delivered", "disputed", "cancelled"):
+        order = _alert_if_moved_first(bridge, order, job, "refund step")
     for _ in range(6):  # at most three steps, each possibly followed by one re-read
         if job is None:
             return order
@@ -298,7 +305,7 @@ def _credited_micro_rtc(result: NodeResult) -> int | None:
         return None
     try:
         scaled = Decimal(repr(value)).scaleb(6)
-    except InvalidOperation:
+    except InvalidOperation:  # unparseable credit: the caller then relies on the job's reward_i64
         return None
     return int(scaled) if scaled == int(scaled) else None
 
@@ -322,11 +329,8 @@ def advance_release(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     # still lets the buyer be paid against the valid preimage, but an operator must know.
     # Only where the release proceeds (job ours, amounts right): other cases alert on their own.
     if (job is not None and status in ("delivered", "completed") and job.worker_wallet == worker
-            and job_problem(bridge, order, job) is None
-            and not bridge_stepped(bridge, order["order_id"], "release step")):
-        raise_alert(bridge, order, "escrow_job_moved",
-                    f"escrow job was {status} (worker {job.worker_wallet!r}) before the bridge released it")
-        order = store.get_order(bridge.db.connection(), order["order_id"])
+            and job_problem(bridge, order, job) is None):
+        order = _alert_if_moved_first(bridge, order, job, "release step")
     for _ in range(4):  # at most two steps, each possibly followed by one re-read
         if job is None:
             return order
