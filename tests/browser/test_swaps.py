@@ -14,6 +14,8 @@ from bridge_support import ADMIN_TOKEN, SELLER_ETH
 from browser_support import settle_node
 from playwright.sync_api import expect
 
+from otc_bridge.client import Wallet
+
 pytestmark = pytest.mark.browser
 
 FUNDED = 1_000_000_000  # 1000 RTC in micro-RTC
@@ -28,7 +30,19 @@ def two_traders(new_trader, dev_node):
     return seller, buyer
 
 
+def other_makers(dev_node, api) -> None:
+    """A few orders of other people, so the market has a book on both sides."""
+    maker = Wallet.generate()
+    dev_node.fund(maker.address, "100")
+    for side, micro, nano in (("sell", 2_000_000, 55_000_000), ("sell", 5_000_000, 60_000_000),
+                              ("buy", 4_000_000, 45_000_000), ("buy", 8_000_000, 40_000_000)):
+        status, body = api.create_order(maker, side=side, pair="RTC/USDC", amount_micro_rtc=micro,
+                                        price_nano_quote=nano, eth_address=SELLER_ETH if side == "sell" else "")
+        assert status == 201, body
+
+
 def test_sell_order_swap_from_two_windows(new_trader, dev_node, api, stream_available):
+    other_makers(dev_node, api)
     seller, buyer = two_traders(new_trader, dev_node)
 
     seller.place_order("sell", "10", "0.05", SELLER_ETH)
@@ -41,6 +55,7 @@ def test_sell_order_swap_from_two_windows(new_trader, dev_node, api, stream_avai
     buyer.nav("Market")
     page = buyer.page
     expect(page.locator("#asks-table")).to_contain_text("0.05")
+    expect(page.locator("#market-stats")).to_contain_text("Spread0.005 USDC")  # best ask 0.05 - best bid 0.045
     expect(page.get_by_role("img", name="Depth chart")).to_be_visible()
     buyer.screenshot("market.png")
     page.get_by_role("link", name="Buy: sell order of 10 RTC at 0.05").click()

@@ -66,7 +66,7 @@ function renderStats(book, symbol) {
     stat('Best bid', bestBid ? `${price(bestBid.price_per_rtc_nano_quote)} ${symbol}` : '—'),
     stat('Best ask', bestAsk ? `${price(bestAsk.price_per_rtc_nano_quote)} ${symbol}` : '—'),
     stat('Spread', book.spread_nano_quote != null ? `${price(book.spread_nano_quote)} ${symbol}` : '—'),
-    stat('24 h volume', `${rtc(book.volume_24h_micro_rtc)} RTC (${book.trades_24h} trades)`));
+    stat('24 h volume', `${rtc(book.volume_24h_micro_rtc)} RTC (${book.trades_24h} trade${book.trades_24h === 1 ? '' : 's'})`));
 }
 
 function renderLevels(table, levels, kind) {
@@ -82,7 +82,7 @@ function renderLevels(table, levels, kind) {
       el('td', {class: 'num'}, price(level.price_per_rtc_nano_quote)),
       el('td', {class: 'num'}, rtc(level.total_micro_rtc)),
       el('td', {class: 'num'}, rtc(depth)),
-      el('td', {class: 'num'}, String(level.order_count)));
+      el('td', {class: 'num count'}, String(level.order_count)));
   }));
 }
 

@@ -82,8 +82,8 @@ function render(total) {
       el('td', {class: 'num', dataset: {label: 'Price'}}, `${formatUnits(BigInt(o.price_per_rtc_nano_quote), PRICE_DECIMALS)}`),
       el('td', {class: 'num', dataset: {label: 'Total'}}, formatQuote(BigInt(o.total_quote_nano), o.quote_currency)),
       el('td', {dataset: {label: 'Status'}}, el('span', {class: `badge status-${o.status}`}, STATUS_LABELS[o.status] || o.status),
-        el('span', {class: 'hint block'}, shortHint(o, me))),
-      el('td', {dataset: {label: 'Deadline'}}, due || localDate(o.created_at)));
+        shortHint(o, me) && el('span', {class: 'hint block'}, shortHint(o, me))),
+      el('td', {dataset: {label: due ? 'Deadline' : 'Created'}}, due || localDate(o.created_at)));
   });
   replace(body,
     el('div', {class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Your orders'},

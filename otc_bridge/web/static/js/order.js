@@ -7,7 +7,7 @@ import {byId, copyButton, el, replace, short} from './dom.js';
 import {fresher, subscribe} from './live.js';
 import {formatQuote, formatRtc, formatUnits, PRICE_DECIMALS} from './money.js';
 import {explain, roleOf, STATUS_LABELS, causeText} from './status.js';
-import {state} from './state.js';
+import {notify, state} from './state.js';
 import {deadline, localDate} from './time.js';
 import {renderActions} from './actions.js';
 
@@ -34,7 +34,7 @@ export async function showOrder(id) {
       err.status === 404 ? `No order ${id} on this bridge.` : `Could not load the order: ${err.message}`));
     return;
   }
-  replace(body, parts.status, parts.actions, parts.instructions, parts.facts, parts.timeline);
+  replace(body, parts.status, parts.instructions, parts.actions, parts.facts, parts.timeline);
   render(view);
   subscribe({order_id: id}, {
     onOrder: (data) => {
@@ -72,6 +72,9 @@ export function accept(v, order, instructions) {
   if (!v || !order || order.order_id !== v.id) return;
   if (!fresher(order, v.order)) return; // stale: never show an older state
   const changed = !v.order || order.order_version !== v.order.order_version;
+  if (v.order && order.status !== v.order.status) {
+    notify(`Order ${order.order_id} is now: ${STATUS_LABELS[order.status] || order.status}.`);
+  }
   v.order = order;
   if (instructions !== undefined) v.instructions = instructions;
   if (INSTRUCTION_STATUSES.has(order.status) && !v.instructions && instructions === undefined) {
@@ -156,6 +159,8 @@ function renderInstructions(v) {
   part.hidden = !ins;
   if (!ins) return;
   const r = roleOf(v.order, state.wallet?.address);
+  // Countdowns only while they matter (matched); afterwards the dates alone.
+  const when = (ts, passed) => (v.order.status === 'matched' ? deadline(ts, passed) : localDate(ts));
   const units = el('span', {class: 'mono'}, ins.total_quote_base_units);
   const hash = el('span', {class: 'mono wrap'}, ins.htlc_hash);
   const payTo = el('span', {class: 'mono wrap'}, ins.pay_to_address || '—');
@@ -168,9 +173,9 @@ function renderInstructions(v) {
       fact(`Hashlock (${ins.hash_algorithm || 'sha256'})`, hash, ' ', copyButton('Copy hash', () => ins.htlc_hash)),
       fact('Pay to (the RTC seller)', payTo, ' ', ins.pay_to_address && copyButton('Copy address', () => ins.pay_to_address)),
       fact('RTC goes to', wallet(ins.rtc_recipient)),
-      fact('HTLC timelock: not before', deadline(ins.htlc_timelock_min, 'now allowed')),
-      fact('HTLC timelock: not after', deadline(ins.htlc_timelock_max, 'passed')),
-      fact('Settle by', deadline(ins.settle_by, 'deadline passed'),
+      fact('HTLC timelock: not before', when(ins.htlc_timelock_min, 'now allowed')),
+      fact('HTLC timelock: not after', when(ins.htlc_timelock_max, 'passed')),
+      fact('Settle by', when(ins.settle_by, 'deadline passed'),
         el('span', {class: 'hint block'}, 'The secret must be entered here before this, or the match is unwound and the escrow refunded.'))),
     el('p', {class: 'hint'}, ins.note || ''));
 }

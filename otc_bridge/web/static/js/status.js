@@ -115,5 +115,8 @@ export function shortHint(order, wallet) {
   const r = roleOf(order, wallet);
   if (order.status === 'matched') return r.buyer ? 'Lock the HTLC, then confirm' : r.seller ? 'Claim the HTLC, then confirm' : 'Settling on the quote chain';
   if (order.status === 'open') return r.maker ? 'On the book' : 'Can be taken';
-  return STATUS_LABELS[order.status] || order.status;
+  return {
+    locking: 'Escrow being locked', settling: 'Escrow being released', payout_pending: 'Node confirming the payout',
+    settlement_recovery: 'Operators are resolving it', refund_pending: 'Refund in progress',
+  }[order.status] || '';
 }
