@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ from flask import Flask, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from otc_bridge import crashpoints, ratelimit
+from otc_bridge import crashpoints, logs, metrics, ratelimit
 from otc_bridge.config import Config, ConfigError
 from otc_bridge.context import Bridge, wall_clock
 from otc_bridge.db import Database
@@ -37,7 +37,7 @@ class TransactionGuardSession(requests.Session):
     transaction (SPEC §6: no HTTP call is ever made with the SQLite write lock held).
 
     Being the one edge every node call crosses, it also hosts the test-only crash points
-    around node calls (:mod:`otc_bridge.crashpoints`).
+    around node calls (:mod:`otc_bridge.crashpoints`) and the node-call metrics.
     """
 
     def __init__(self, db: Database) -> None:
@@ -47,9 +47,16 @@ class TransactionGuardSession(requests.Session):
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         if self._db.in_write_transaction():
             raise RuntimeError("node call attempted inside a write transaction")
-        name = crashpoints.call_name(method.upper(), urlsplit(url).path)
+        path = urlsplit(url).path
+        name = crashpoints.call_name(method.upper(), path)
         crashpoints.crash_point(f"before:{name}")
-        response = super().request(method, url, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except BaseException:
+            metrics.observe_node_call(method, path, None, time.perf_counter() - started)
+            raise
+        metrics.observe_node_call(method, path, response.status_code, time.perf_counter() - started)
         crashpoints.crash_point(f"after:{name}")
         return response
 
@@ -84,10 +91,12 @@ def create_app(config: Config | None = None, *, bridge: Bridge | None = None) ->
     if config.cors_origins:
         CORS(app, resources={r"/api/*": {"origins": list(config.cors_origins)}})
 
-    from otc_bridge.api import admin, market, orders, web
+    from otc_bridge.api import admin, health, market, orders, stream, web
 
-    for module in (orders, market, admin, web):
+    for module in (orders, market, admin, web, stream, health):
         app.register_blueprint(module.bp)
+    stream.init_app(app, bridge)
+    health.init_app(app, bridge)
     _install_hooks(app, bridge)
     return app
 
@@ -95,8 +104,7 @@ def create_app(config: Config | None = None, *, bridge: Bridge | None = None) ->
 def _install_hooks(app: Flask, bridge: Bridge) -> None:
     @app.before_request
     def start_request():
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        logs.start_request()
         if request.method == "POST" and request.path.startswith("/api/"):
             ip = ratelimit.client_ip(request.remote_addr, request.headers, bridge.config.trusted_proxies)
             verdict = ratelimit.hit(bridge.db, f"ip:{ip}", bridge.config.rate_limit, bridge.now())
@@ -109,14 +117,13 @@ def _install_hooks(app: Flask, bridge: Bridge) -> None:
 
     @app.after_request
     def security_headers(response):
-        response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Content-Security-Policy"] = _PAGE_CSP
         if request.path.startswith(("/api/", "/admin/")):
             response.headers["Cache-Control"] = "no-store"
-        return response
+        return logs.finish_request(response)
 
     @app.errorhandler(BridgeError)
     def domain_error(exc: BridgeError):

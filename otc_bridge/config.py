@@ -61,6 +61,10 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(10, 60))
     max_body_bytes: int = 64 * 1024
+    stream_max_clients: int = 64
+    stream_heartbeat_seconds: float = 15.0
+    stream_poll_seconds: float = 0.5
+    metrics_token: str | None = None
     sqlite_synchronous: str = "FULL"
     settle_window_seconds: int = 48 * 3600
     htlc_min_seconds: int = 12 * 3600
@@ -106,6 +110,8 @@ class Config:
                 f"must be at most {self.max_order_ttl_seconds} (node 30-day cap minus "
                 "settle window and escrow margin)",
             )
+        if self.metrics_token is not None and len(self.metrics_token) < 24:
+            raise ConfigError("OTC_METRICS_TOKEN", "must be at least 24 characters")
         if "*" in self.cors_origins:
             raise ConfigError("OTC_CORS_ORIGINS", "'*' is refused; list the allowed origins")
 
@@ -132,6 +138,10 @@ class Config:
             trusted_proxies=r.networks("OTC_TRUSTED_PROXIES"),
             rate_limit=r.rate("OTC_RATE_LIMIT", "10/minute"),
             max_body_bytes=r.integer("OTC_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 10**7),
+            stream_max_clients=r.integer("OTC_STREAM_MAX_CLIENTS", cls.stream_max_clients, 1, 10_000),
+            stream_heartbeat_seconds=r.number("OTC_STREAM_HEARTBEAT_SECONDS", cls.stream_heartbeat_seconds),
+            stream_poll_seconds=r.number("OTC_STREAM_POLL_SECONDS", cls.stream_poll_seconds),
+            metrics_token=r.optional("OTC_METRICS_TOKEN"),
             sqlite_synchronous=r.choice("OTC_SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL", "EXTRA")),
             settle_window_seconds=r.integer("OTC_SETTLE_WINDOW_SECONDS", cls.settle_window_seconds, 3600, 10**7),
             htlc_min_seconds=r.integer("OTC_HTLC_MIN_SECONDS", cls.htlc_min_seconds, 600, 10**7),
