@@ -1,9 +1,12 @@
-"""The serving process's background reconciler: a startup pass, then one every interval.
+"""The serving process's background loops: the reconciler and the outbox worker.
 
-Each serving process (every gunicorn worker) may run one; the lease in
-:func:`otc_bridge.reconcile.run_once` lets only one of them drive a pass at a time. A pass
-that hit the node's rate limit asks for a back-off, which the loop honours.
-``OTC_RECONCILE_DISABLED=1`` turns it off (operators then run ``otc-bridge reconcile``).
+Each starts with a pass at once, then runs one every interval. Each serving process (every
+gunicorn worker) may run them; the leases in :func:`otc_bridge.reconcile.run_once` and
+:func:`otc_bridge.outbox.run_once` let only one process drive a pass at a time. A reconcile
+pass that hit the node's rate limit asks for a back-off, which the loop honours; an outbox
+pass with a full batch is followed by another at once. ``OTC_RECONCILE_DISABLED=1`` and
+``OTC_OUTBOX_DISABLED=1`` turn them off (operators then run ``otc-bridge reconcile`` and
+``otc-bridge worker``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from otc_bridge import reconcile
+import requests
+
+from otc_bridge import outbox, reconcile
 from otc_bridge.context import Bridge
 
 log = logging.getLogger(__name__)
@@ -38,4 +43,37 @@ def start_reconciler(bridge: Bridge, interval_seconds: float | None = None) -> t
     stop = threading.Event()
     threading.Thread(target=reconcile_forever, args=(bridge, stop, interval_seconds), daemon=True,
                      name="otc-reconciler").start()
+    return stop
+
+
+def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: float | None = None) -> None:
+    """Run outbox passes until ``stop`` is set (seen within one interval); never raises
+    (failures are logged and retried). A pass starts every interval, at once after a pass
+    with a full batch, and as soon as :func:`otc_bridge.outbox.notify` is called. One HTTP
+    session for the loop's life keeps connections to the receivers alive.
+    """
+    interval = interval_seconds or bridge.config.outbox_interval_seconds
+    wait = 0.0
+    with requests.Session() as session:
+        while not stop.is_set():
+            if wait:
+                outbox.wait_for_work(wait)
+                if stop.is_set():
+                    break
+            try:
+                result = outbox.run_once(bridge, session=session)
+                wait = 0.0 if result["more"] else interval
+            except Exception:
+                log.exception("outbox pass crashed; retrying in %ss", interval)
+                wait = interval
+
+
+def start_outbox_worker(bridge: Bridge, interval_seconds: float | None = None) -> threading.Event | None:
+    """Start the outbox worker's daemon thread unless disabled; returns the event that stops it."""
+    if bridge.config.outbox_disabled:
+        log.info("background outbox worker disabled (OTC_OUTBOX_DISABLED)")
+        return None
+    stop = threading.Event()
+    threading.Thread(target=deliver_forever, args=(bridge, stop, interval_seconds), daemon=True,
+                     name="otc-outbox").start()
     return stop

@@ -3,8 +3,9 @@
 ``serve`` runs the bridge under gunicorn against a real node; ``dev`` runs the embedded
 default (dev escrow node + bridge on 127.0.0.1, SQLite files under ``./data``);
 ``demo`` drives two scripted traders through a sell-order and a buy-order swap against a
-running bridge; ``devnode``, ``init-db`` and ``reconcile`` do one thing each. ``attention``,
-``audit``, ``redrive-payout`` and ``resolve`` are the operator's tools (SPEC §7).
+running bridge; ``devnode``, ``init-db``, ``reconcile`` and ``worker`` (the outbox: webhooks
+and operator alerts) do one thing each. ``attention``, ``audit``, ``redrive-payout`` and
+``resolve`` are the operator's tools (SPEC §7).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
     from gunicorn.app.base import BaseApplication
 
     from otc_bridge.app import build_bridge, create_app
-    from otc_bridge.background import start_reconciler
+    from otc_bridge.background import start_outbox_worker, start_reconciler
 
     build_bridge(cfg)  # migrate once in the master, and fail fast on a bad setting
 
@@ -74,10 +75,11 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
             self.cfg.set("timeout", 120)
 
         def load(self):
-            # Runs in each worker after the fork: every worker gets a reconciler thread, and
-            # the SQLite lease lets one of them drive each pass.
+            # Runs in each worker after the fork: every worker gets a reconciler and an outbox
+            # thread, and the SQLite leases let one of them drive each pass.
             app = create_app(cfg)
             start_reconciler(app.extensions["otc_bridge"])
+            start_outbox_worker(app.extensions["otc_bridge"])
             return app
 
     _Gunicorn().run()
@@ -127,6 +129,41 @@ def reconcile(db_path, node_url) -> None:
     summary = reconciler.run_once(bridge)
     click.echo(json.dumps(summary, sort_keys=True))
     sys.exit(1 if summary.get("errors") else 0)
+
+
+@main.command()
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+@click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")
+@click.option("--webhooks", "webhooks_json",
+              help="webhooks as a JSON list, as OTC_WEBHOOKS (replaces it; the environment keeps secrets "
+                   "out of the process list)")
+@click.option("--interval", type=float, help="seconds between passes (OTC_OUTBOX_INTERVAL_SECONDS, default 2)")
+@click.option("--once", is_flag=True, help="run one pass, print its counts as JSON and exit")
+def worker(db_path, node_url, webhooks_json, interval, once) -> None:
+    """Deliver the outbox (webhooks, operator alerts) until interrupted; --once for one pass."""
+    import threading
+
+    from otc_bridge import outbox
+    from otc_bridge.app import build_bridge
+    from otc_bridge.background import deliver_forever
+    from otc_bridge.webhooks import destinations
+
+    cfg = _config(OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url, OTC_WEBHOOKS=webhooks_json,
+                  OTC_OUTBOX_INTERVAL_SECONDS=interval)
+    try:
+        bridge = build_bridge(cfg)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from None
+    if once:
+        summary = outbox.run_once(bridge)
+        click.echo(json.dumps(summary, sort_keys=True))
+        sys.exit(1 if summary["errors"] else 0)
+    names = ", ".join(destinations(cfg)) or "none configured"
+    click.echo(f"outbox worker: destinations {names}; a pass every {cfg.outbox_interval_seconds} s (Ctrl-C stops)")
+    try:
+        deliver_forever(bridge, threading.Event())
+    except KeyboardInterrupt:
+        click.echo("stopping")
 
 
 # --- operator tools (SPEC §7) ---------------------------------------------------------------

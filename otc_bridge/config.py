@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from otc_bridge.webhooks import Webhook, parse_webhooks
+
 #: The node clamps job TTLs to this (NODE_API §1.2); our escrow must fit inside it.
 NODE_MAX_JOB_TTL_SECONDS = 30 * 24 * 3600
 #: The node's own floor for a job TTL (NODE_API §1.2).
@@ -76,6 +78,15 @@ class Config:
     reconcile_disabled: bool = False
     alert_webhook_url: str | None = None
     escrow_lock_wait_seconds: float = 10.0
+    webhooks: tuple[Webhook, ...] = ()
+    outbox_disabled: bool = False
+    outbox_interval_seconds: float = 2.0
+    outbox_max_attempts: int = 8
+    outbox_visibility_seconds: int = 60
+    outbox_backoff_base_seconds: int = 2
+    outbox_backoff_max_seconds: int = 3600
+    webhook_connect_timeout_seconds: float = 3.0
+    webhook_read_timeout_seconds: float = 10.0
 
     @property
     def max_order_ttl_seconds(self) -> int:
@@ -114,6 +125,12 @@ class Config:
             raise ConfigError("OTC_METRICS_TOKEN", "must be at least 24 characters")
         if "*" in self.cors_origins:
             raise ConfigError("OTC_CORS_ORIGINS", "'*' is refused; list the allowed origins")
+        if self.outbox_visibility_seconds <= self.webhook_connect_timeout_seconds + self.webhook_read_timeout_seconds:
+            raise ConfigError("OTC_OUTBOX_VISIBILITY_SECONDS",
+                              "must exceed the webhook connect + read timeouts, or a slow delivery "
+                              "would be taken for a crashed one and sent twice")
+        if self.outbox_backoff_max_seconds < self.outbox_backoff_base_seconds:
+            raise ConfigError("OTC_OUTBOX_BACKOFF_MAX_SECONDS", "must be at least OTC_OUTBOX_BACKOFF_BASE_SECONDS")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -153,6 +170,15 @@ class Config:
             reconcile_disabled=r.flag("OTC_RECONCILE_DISABLED"),
             alert_webhook_url=r.url("RC_SOPHIACHECK_WEBHOOK"),
             escrow_lock_wait_seconds=r.number("OTC_ESCROW_LOCK_WAIT_SECONDS", 10.0),
+            webhooks=r.webhooks("OTC_WEBHOOKS"),
+            outbox_disabled=r.flag("OTC_OUTBOX_DISABLED"),
+            outbox_interval_seconds=r.number("OTC_OUTBOX_INTERVAL_SECONDS", 2.0),
+            outbox_max_attempts=r.integer("OTC_OUTBOX_MAX_ATTEMPTS", 8, 1, 100),
+            outbox_visibility_seconds=r.integer("OTC_OUTBOX_VISIBILITY_SECONDS", 60, 2, 86400),
+            outbox_backoff_base_seconds=r.integer("OTC_OUTBOX_BACKOFF_BASE_SECONDS", 2, 1, 3600),
+            outbox_backoff_max_seconds=r.integer("OTC_OUTBOX_BACKOFF_MAX_SECONDS", 3600, 1, 7 * 86400),
+            webhook_connect_timeout_seconds=r.number("OTC_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0),
+            webhook_read_timeout_seconds=r.number("OTC_WEBHOOK_TIMEOUT_SECONDS", 10.0),
         )
         cfg.validate()
         return cfg
@@ -260,3 +286,13 @@ class _Reader:
         if not match or int(match.group(1)) < 1:
             raise ConfigError(name, f"must look like '10/minute' (second|minute|hour|day), got {raw!r}")
         return RateLimit(int(match.group(1)), _RATE_UNITS[match.group(2)])
+
+    def webhooks(self, name: str) -> tuple[Webhook, ...]:
+        """A JSON list of ``{"url", "secret", "events", "name"?}`` (see :mod:`otc_bridge.webhooks`)."""
+        raw = self.optional(name)
+        if raw is None:
+            return ()
+        try:
+            return parse_webhooks(raw)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None

@@ -1,9 +1,10 @@
 """The embedded developer setup (``otc-bridge dev``) and the scripted demo (``otc-bridge demo``).
 
 ``dev`` runs the dev escrow node and the bridge in one process on 127.0.0.1, funds two
-demo wallets, runs the bridge's background reconciler every few seconds and (like a node
-operator's cron) confirms the node's pending pool, so a person can finish a swap from the
-page. It writes ``dev.json`` with the URLs and keys the demo needs.
+demo wallets, runs the bridge's background reconciler every few seconds and its outbox
+worker (webhooks and alerts, if configured) and, like a node operator's cron, confirms the
+node's pending pool, so a person can finish a swap from the page. It writes ``dev.json``
+with the URLs and keys the demo needs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import requests
 from werkzeug.serving import make_server
 
-from otc_bridge.background import start_reconciler
+from otc_bridge.background import start_outbox_worker, start_reconciler
 from otc_bridge.client import BridgeClient, Wallet
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
     (settings.data_dir / "dev.json").write_text(json.dumps(info, indent=2))
     stop = threading.Event()
     reconciler_stop = start_reconciler(app.extensions["otc_bridge"], settings.auto_settle_seconds)
+    outbox_stop = start_outbox_worker(app.extensions["otc_bridge"])
     if settings.auto_settle_seconds > 0:
         threading.Thread(target=_confirm_pool, args=(node.url, settings.auto_settle_seconds, stop),
                          daemon=True, name="dev-confirm-pool").start()
@@ -95,8 +97,9 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
         echo("stopping")
     finally:
         stop.set()
-        if reconciler_stop:
-            reconciler_stop.set()
+        for loop in (reconciler_stop, outbox_stop):
+            if loop:
+                loop.set()
         server.shutdown()
         node.shutdown()
 
