@@ -179,11 +179,20 @@ def _expire(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
     _refund(bridge, order, counts)
 
 
+#: A refund still pending this many grace periods after its order ended needs a human.
+STUCK_REFUND_GRACES = 12
+
+
 def _refund(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
     fresh = settlement.advance_refund(bridge, order)
     # open: a buy order whose taker escrow came back is on the book again.
     _tally(counts, fresh, {Status.CANCELLED: "refunded", Status.EXPIRED: "refunded", Status.OPEN: "refunded",
                            Status.SETTLEMENT_RECOVERY: "recovered"}, "refund_waiting")
+    stuck_for = bridge.now() - fresh["updated_at"]
+    threshold = STUCK_REFUND_GRACES * bridge.config.settlement_stuck_seconds
+    if fresh["status"] == Status.REFUND_PENDING and stuck_for >= threshold:
+        # Deduplicated per order version: a refund stuck on the same version alerts once.
+        settlement.raise_alert(bridge, fresh, "refund_stuck", f"refund pending for {stuck_for} s")
 
 
 def _recheck_recovery(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:

@@ -160,9 +160,17 @@ def _v1(conn: sqlite3.Connection) -> None:
         legacy.import_reference_rows(conn, int(time.time()))
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """Per-destination delivery state of outbox rows (``otc_bridge.outbox``)."""
+    from otc_bridge.outbox import migrate_v2  # lazy: outbox imports db, which imports this module
+
+    migrate_v2(conn)
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
+    (2, _v2),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).

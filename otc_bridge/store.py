@@ -163,11 +163,19 @@ def enqueue(
     the order and its version, so one transition can never enqueue twice.
     """
     key = event_key or f"{topic}:{order_id}:{order_version}"
+    tx.after_commit(_wake_outbox)
     tx.execute(
         "INSERT INTO outbox (event_key, topic, order_id, order_version, payload, next_attempt_at,"
         " created_at) VALUES (?,?,?,?,?,?,?)",
         (key, topic, order_id, order_version, json.dumps(payload, sort_keys=True), now, now),
     )
+
+
+def _wake_outbox() -> None:
+    """Wake this process's outbox worker now rather than at its next poll."""
+    from otc_bridge import outbox  # lazy: outbox imports this module
+
+    outbox.notify()
 
 
 def alert(tx: Tx, order: sqlite3.Row, *, code: str, message: str, now: int,

@@ -185,3 +185,17 @@ def test_open_sell_order_with_a_held_escrow_is_untouched(api, dev_node, seller, 
     result = reconcile.run_once(bridge)
     assert sum(v for k, v in result.items() if k != "skipped_locked") == 0
     assert row(bridge, order_id)["status"] == "open"
+
+
+def test_a_refund_stuck_for_an_hour_alerts_once(api, dev_node, seller, bridge):
+    order_id, _ = open_sell(api, seller)
+    dev_node.add_fault(endpoint="GET /agent/jobs/<job_id>", kind="error_5xx")  # the node cannot be read
+    assert api.cancel(seller, order_id)[1]["status"] == "refund_pending"
+    reconcile.run_once(bridge)
+    later(bridge, 3600)
+    reconcile.run_once(bridge)
+    reconcile.run_once(bridge)
+    codes = [r["event_key"].split(":")[1] for r in bridge.db.read("SELECT event_key FROM outbox WHERE topic = 'alert'")]
+    assert codes == ["refund_stuck"]
+    dev_node.clear_faults()
+    assert reconcile.run_once(bridge)["refunded"] == 1
