@@ -157,10 +157,10 @@ def start_on_free_port(args: Callable[[int], list[str]], env: dict[str, str], wo
 @contextmanager
 def devnode_process(workdir: Path) -> Iterator[NodeHandle]:
     """``otc-bridge devnode`` on a free port with its own SQLite file; stopped on exit."""
-    # Ready on the server's own log line, written once the socket is bound (the CLI's echo
-    # comes before the bind).
+    # Ready on the server's own log line (text or JSON), written once the socket is bound; the
+    # CLI's echo of the same words comes before the bind.
     proc, port = start_on_free_port(lambda port: ["devnode", "--port", str(port), "--db", str(workdir / "devnode.db")],
-                                    clean_env(), workdir, "otc_bridge.devnode.server: dev escrow node on")
+                                    clean_env(), workdir, "otc_bridge.devnode.server")
     try:
         yield NodeHandle(f"http://127.0.0.1:{port}")
     finally:

@@ -31,263 +31,60 @@ The table is mirrored in ``docs/crash-matrix.md``, checked by ``test_docs_mirror
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import pytest
 import requests
-from bridge_support import ADMIN_TOKEN, BUYER_ETH, SELLER_ETH, WORKER, NodeHandle, check_history, serve
+from bridge_support import ADMIN_TOKEN, serve
+from crash_checks import (
+    FalseAlarm,
+    check_alerts,
+    check_jobs,
+    check_money,
+    check_preimage_hidden,
+    check_records,
+    history,
+    the_order,
+    wait_for_status,
+)
+from crash_scenarios import (
+    WEEK,
+    Ctx,
+    Drive,
+    confirmed_payout,
+    drive_cancel,
+    drive_confirm,
+    drive_create,
+    drive_match,
+    expired_open,
+    lost_create_answer,
+    matched_order,
+    new_ctx,
+    no_job_created,
+    nothing,
+    open_order,
+    overdue_match,
+    service_bridge,
+    stalled_refund,
+    stalled_settling,
+)
 from crash_support import (
     CRASH_LINE,
     REPO_ROOT,
-    bridge_env,
     bridge_process,
     crash_env,
-    db_rows,
     expire_reconciler_lease,
-    node_jobs,
     reconcile_until_quiet,
     run_cli_reconcile,
     wait_out_grace,
 )
 
-from otc_bridge import crashpoints, orders, reconcile
-from otc_bridge.app import build_bridge, create_app
-from otc_bridge.client import BridgeClient, Wallet
-from otc_bridge.config import Config
-from otc_bridge.context import Bridge
-from otc_bridge.db import Database
-from otc_bridge.devnode.store import ESCROW_WALLET, FEE_WALLET
-from otc_bridge.escrow import expected_escrow_micro_rtc
-from otc_bridge.invariants import violations
-
-PAIR = "RTC/USDC"
-PRICE_NANO_QUOTE = 50_000_000
-SELL_MICRO_RTC = 10_000_000
-BUY_MICRO_RTC = 5_000_000
-WEEK = 7 * 86400
-QUOTE_TX = "0x" + "ab" * 32
-SETTLE_WINDOW = Config.settle_window_seconds
-#: Statuses whose job kinds :func:`_job_kind` reports.
-JOB_KINDS = {"claimed": "held", "completed": "released", "cancelled": "refunded", "expired": "refunded"}
-#: Alerts that say someone other than the bridge moved escrow; no scenario here has one.
-THIRD_PARTY_ALERTS = ("escrow_job_moved", "escrow_claimed_by_third_party", "escrow_released_during_refund",
-                      "escrow_job_mismatch", "escrow_rejected")
-
-
-# --- one scenario ----------------------------------------------------------------------------
-
-@dataclass
-class Ctx:
-    """One scenario: its directory (bridge database, logs), node, environment and traders.
-
-    ``seller`` posts the escrow (maker of a sell order, taker of a buy order); ``buyer``
-    receives the payout. ``order_id`` and ``secret`` are known when the set-up made them.
-    """
-
-    workdir: Path
-    node: NodeHandle
-    side: str
-    seller: Wallet = field(default_factory=Wallet.generate)
-    buyer: Wallet = field(default_factory=Wallet.generate)
-    order_id: str | None = None
-    secret: str | None = None
-    logs: list[str] = field(default_factory=list)
-
-    @property
-    def db_path(self) -> Path:
-        return self.workdir / "bridge.db"
-
-    @property
-    def env(self) -> dict[str, str]:
-        return bridge_env(self.node.url, self.db_path)
-
-    @property
-    def maker(self) -> Wallet:
-        return self.seller if self.side == "sell" else self.buyer
-
-    @property
-    def taker(self) -> Wallet:
-        return self.buyer if self.side == "sell" else self.seller
-
-    @property
-    def maker_quote(self) -> str:
-        return SELLER_ETH if self.side == "sell" else BUYER_ETH
-
-    @property
-    def taker_quote(self) -> str:
-        return BUYER_ETH if self.side == "sell" else SELLER_ETH
-
-    @property
-    def amount(self) -> int:
-        return SELL_MICRO_RTC if self.side == "sell" else BUY_MICRO_RTC
-
-
-def new_ctx(workdir: Path, node: NodeHandle, side: str) -> Ctx:
-    ctx = Ctx(workdir, node, side)
-    for wallet in (ctx.seller, ctx.buyer):
-        node.fund(wallet.address, "100")
-    return ctx
-
-
-class SimulatedCrash(BaseException):
-    """Raised by the in-process crash hook (a BaseException: nothing on the path catches it)."""
-
-
-@contextmanager
-def service_bridge(ctx: Ctx, shift_seconds: int = 0) -> Iterator[Bridge]:
-    """The bridge's services on the scenario's database, in this process; the clock
-    ``shift_seconds`` in the past (to make orders that are already due)."""
-    bridge = build_bridge(Config.from_env(ctx.env))
-    if shift_seconds:
-        bridge.clock = lambda: int(time.time()) - shift_seconds
-    try:
-        yield bridge
-    finally:
-        bridge.db.close()
-
-
-@contextmanager
-def dies_at(point: str) -> Iterator[None]:
-    """Stop the in-process operation at ``point`` as a crash would (nothing after it runs)."""
-    def hook(name: str) -> None:
-        if name == point:
-            raise SimulatedCrash(point)
-
-    crashpoints.set_hook(hook)
-    try:
-        with pytest.raises(SimulatedCrash):
-            yield
-    finally:
-        crashpoints.set_hook(None)
-
-
-# --- set-ups: the order's state before the crashed operation (in-process services) -----------
-
-def _create(ctx: Ctx, bridge: Bridge, ttl: int = WEEK) -> None:
-    bound = {"side": ctx.side, "pair": PAIR, "amount_micro_rtc": ctx.amount, "price_per_rtc_nano_quote":
-             PRICE_NANO_QUOTE, "ttl_seconds": ttl, "eth_address": ctx.maker_quote}
-    auth = ctx.maker.auth("create_order", "create_order", bound, timestamp=bridge.now())
-    created = orders.create_order(bridge, orders.CreateRequest(
-        side=ctx.side, pair=PAIR, wallet=ctx.maker.address, quote_address=ctx.maker_quote,
-        amount_micro_rtc=ctx.amount, price_nano_quote=PRICE_NANO_QUOTE, ttl_seconds=ttl, wallet_auth=auth))
-    ctx.order_id, ctx.secret = created.order["order_id"], created.htlc_secret
-
-
-def _match(ctx: Ctx, bridge: Bridge) -> None:
-    auth = ctx.taker.auth("match_order", ctx.order_id, {"eth_address": ctx.taker_quote}, timestamp=bridge.now())
-    _, secret = orders.match_order(bridge, ctx.order_id, ctx.taker.address, ctx.taker_quote, auth)
-    ctx.secret = secret or ctx.secret
-
-
-def _confirm(ctx: Ctx, bridge: Bridge) -> None:
-    orders.confirm_order(bridge, ctx.order_id, secret=ctx.secret, quote_tx=QUOTE_TX, wallet=None)
-
-
-def _cancel(ctx: Ctx, bridge: Bridge) -> None:
-    orders.cancel_order(bridge, ctx.order_id, ctx.maker.address, ctx.maker.auth("cancel_order", ctx.order_id, {}))
-
-
-def nothing(ctx: Ctx) -> None:
-    """No order yet."""
-
-
-def open_order(ctx: Ctx) -> None:
-    """An open order (a sell order's escrow held)."""
-    with service_bridge(ctx) as bridge:
-        _create(ctx, bridge)
-
-
-def matched_order(ctx: Ctx) -> None:
-    """A matched order, escrow held, the preimage known to the RTC seller."""
-    with service_bridge(ctx) as bridge:
-        _create(ctx, bridge)
-        _match(ctx, bridge)
-
-
-def confirmed_payout(ctx: Ctx) -> None:
-    """``payout_pending`` whose payout the node has since confirmed."""
-    with service_bridge(ctx) as bridge:
-        _create(ctx, bridge)
-        _match(ctx, bridge)
-        _confirm(ctx, bridge)
-    assert ctx.node.post("/dev/confirm").json()["confirmed_count"] >= 1
-
-
-def expired_open(ctx: Ctx) -> None:
-    """An open order created 3700 s ago with a one-hour TTL."""
-    with service_bridge(ctx, shift_seconds=3700) as bridge:
-        _create(ctx, bridge, ttl=3600)
-
-
-def overdue_match(ttl: int) -> Callable[[Ctx], None]:
-    """An order of TTL ``ttl`` created and matched just over a settle window ago."""
-    def setup(ctx: Ctx) -> None:
-        with service_bridge(ctx, shift_seconds=SETTLE_WINDOW + 100) as bridge:
-            _create(ctx, bridge, ttl=ttl)
-            _match(ctx, bridge)
-    setup.__doc__ = f"A match past settle_by; order TTL {ttl} s."
-    return setup
-
-
-def lost_create_answer(ctx: Ctx) -> None:
-    """A sell create that died right after the node made its job: ``locking``, no job id."""
-    with service_bridge(ctx) as bridge, dies_at("after:create_job"):
-        _create(ctx, bridge)
-
-
-def no_job_created(ctx: Ctx) -> None:
-    """A sell create that died before calling the node: ``locking``, nothing on the node."""
-    with service_bridge(ctx) as bridge, dies_at("before:create_job"):
-        _create(ctx, bridge)
-
-
-def stalled_settling(ctx: Ctx) -> None:
-    """A confirm that died once it won the claim: ``settling``, job still claimed."""
-    with service_bridge(ctx) as bridge:
-        _create(ctx, bridge)
-        _match(ctx, bridge)
-        with dies_at("after_commit:settling"):
-            _confirm(ctx, bridge)
-
-
-def stalled_refund(ctx: Ctx) -> None:
-    """A cancel that died once committed: ``refund_pending``, job still claimed."""
-    with service_bridge(ctx) as bridge:
-        _create(ctx, bridge)
-        with dies_at("after_commit:refund_pending"):
-            _cancel(ctx, bridge)
-
-
-# --- drives: the operation itself, over HTTP -------------------------------------------------
-
-Drive = Callable[[Ctx, BridgeClient], tuple[int, dict]]
-
-
-def drive_create(ctx: Ctx, api: BridgeClient) -> tuple[int, dict]:
-    return api.create_order(ctx.maker, side=ctx.side, pair=PAIR, amount_micro_rtc=ctx.amount,
-                            price_nano_quote=PRICE_NANO_QUOTE, eth_address=ctx.maker_quote)
-
-
-def drive_match(ctx: Ctx, api: BridgeClient) -> tuple[int, dict]:
-    return api.match(ctx.taker, ctx.order_id, ctx.taker_quote)
-
-
-def drive_confirm(ctx: Ctx, api: BridgeClient) -> tuple[int, dict]:
-    return api.confirm(ctx.order_id, secret=ctx.secret, quote_tx=QUOTE_TX)
-
-
-def drive_cancel(ctx: Ctx, api: BridgeClient) -> tuple[int, dict]:
-    return api.cancel(ctx.maker, ctx.order_id)
-
+from otc_bridge import crashpoints, reconcile
+from otc_bridge.app import create_app
+from otc_bridge.client import BridgeClient
 
 # --- the matrix ------------------------------------------------------------------------------
 
@@ -398,21 +195,9 @@ MATRIX: dict[str, Operation] = {
 }
 
 
-class FalseAlarm(AssertionError):
-    """An operator alert blamed a third party in a scenario where only the bridge acted."""
-
-
 #: Known product bugs, by (operation, point): the scenario is kept, and must fail with
 #: exactly the exception named (any other failure still fails the test).
-BUGS: dict[tuple[str, str], tuple[type[BaseException], str]] = {
-    **dict.fromkeys(
-        [("sell_create", "after:create_job"), ("sell_create", "before:claim"),
-         *(("reconcile_adopt", point) for point in MATRIX["reconcile_adopt"].ends)],
-        (FalseAlarm, "BUG: refunding a sell escrow whose create answer was lost (end_cause escrow_outcome_lost) "
-                     "raises 'escrow_job_moved: escrow job was open (worker None) before the bridge's first refund "
-                     "step', blaming a third party: the job is open only because the bridge died before claiming "
-                     "it (settlement.advance_refund: already_alerted omits escrow_outcome_lost)")),
-}
+BUGS: dict[tuple[str, str], tuple[type[BaseException], str]] = {}
 
 
 def _marks(name: str, point: str) -> list:
@@ -474,19 +259,11 @@ def test_crash_then_restart_and_reconcile_ends_as_the_matrix_says(name, point, c
     passes = restart_and_reconcile(ctx, by_reconciler=op.drive is None)
     order = the_order(ctx)
     assert order["status"] == end.status, (passes, history(ctx))
-    check_jobs(ctx, order, end)
-    check_money(ctx, order, end, before)
+    check_jobs(ctx, order, end.escrow)
+    check_money(ctx, order, end.escrow, before)
     check_records(ctx)
     check_alerts(ctx)
 
-
-def wait_for_status(api: BridgeClient, order_id: str, status: str, timeout: float = 20.0) -> None:
-    """Poll the order until it shows ``status``: the background reconciler runs on a
-    wall-clock timer (1 s here), so this is a bounded wait on a real-time condition."""
-    deadline = time.monotonic() + timeout
-    while (seen := api.order(order_id)[1]["order"]["status"]) != status:
-        assert time.monotonic() < deadline, f"still {seen}, waited {timeout} s for {status}"
-        time.sleep(0.2)
 
 
 def test_a_restart_alone_finishes_a_crashed_confirm(crash_node, tmp_path):
@@ -505,109 +282,11 @@ def test_a_restart_alone_finishes_a_crashed_confirm(crash_node, tmp_path):
         check_preimage_hidden(ctx, api)
     ctx.logs.append(proc.output)
     order = the_order(ctx)
-    check_jobs(ctx, order, op.ends[point])
-    check_money(ctx, order, op.ends[point], before)
+    check_jobs(ctx, order, op.ends[point].escrow)
+    check_money(ctx, order, op.ends[point].escrow, before)
     check_records(ctx)
     check_alerts(ctx)
 
-
-# --- the checks ------------------------------------------------------------------------------
-
-def the_order(ctx: Ctx):
-    rows = db_rows(ctx.db_path, "SELECT * FROM orders")
-    assert len(rows) == 1, [dict(r) for r in rows]
-    return rows[0]
-
-
-def history(ctx: Ctx) -> list[str]:
-    rows = db_rows(ctx.db_path, "SELECT kind, from_status, to_status, reason, node_outcome FROM order_events "
-                                "ORDER BY event_id")
-    return [" ".join(str(v) for v in tuple(r) if v is not None) for r in rows]
-
-
-def check_preimage_hidden(ctx: Ctx, api: BridgeClient) -> None:
-    """The preimage is readable (``GET /api/orders/<id>``) only once completed, and appears
-    nowhere else: not in the book, not in any process's output."""
-    order_id = the_order(ctx)["order_id"]
-    status, body = api.order(order_id)
-    assert status == 200, body
-    view = body["order"]
-    book = json.dumps(api.get("/api/orders")[1])
-    if view["status"] == "completed":
-        assert view["htlc_secret"] == ctx.secret
-    else:
-        assert "htlc_secret" not in view, view
-        if ctx.secret:
-            assert ctx.secret not in json.dumps(body)
-    if ctx.secret:
-        assert ctx.secret not in book
-        assert not [log for log in ctx.logs if ctx.secret in log], "the preimage was logged"
-
-
-def check_jobs(ctx: Ctx, order, end: End) -> None:
-    """Every job the scenario's wallets posted belongs to exactly this order, in the end's state."""
-    jobs = node_jobs(ctx.node, {ctx.seller.address, ctx.buyer.address})
-    kinds = [JOB_KINDS.get(job["status"], f"stranded:{job['status']}") for job in jobs]
-    assert kinds == ([] if end.escrow == "none" else [end.escrow]), jobs
-    for job in jobs:
-        owners = {r[0] for r in db_rows(
-            ctx.db_path, "SELECT order_id FROM orders WHERE escrow_job_id = ? "
-                         "UNION SELECT order_id FROM order_events WHERE node_ref = ?", (job["job_id"],) * 2)}
-        assert owners == {order["order_id"]}, (job, owners)
-        assert any(tag.startswith(order["order_id"] + ":v") for tag in json.loads(job["tags"])), job
-    if end.escrow in ("held", "released"):
-        job = ctx.node.job(jobs[0]["job_id"])
-        assert order["escrow_job_id"] == job["job_id"] and job["worker_wallet"] == WORKER, job
-        assert (job["reward_i64"], job["escrow_i64"]) == (ctx.amount, expected_escrow_micro_rtc(ctx.amount)), job
-        assert (order["escrow_reward_micro_rtc"], order["escrow_wallet"]) == (ctx.amount, ctx.seller.address)
-
-
-def check_money(ctx: Ctx, order, end: End, before: dict[str, int]) -> None:
-    """Each wallet moved by exactly what the end implies; the buyer was paid once or never."""
-    reward, total = ctx.amount, expected_escrow_micro_rtc(ctx.amount)
-    expected = {ctx.seller.address: 0, ctx.buyer.address: 0, ESCROW_WALLET: 0, FEE_WALLET: 0, WORKER: 0}
-    if end.escrow in ("held", "released"):
-        expected[ctx.seller.address] -= total
-    if end.escrow == "held":
-        expected[ESCROW_WALLET] += total
-    if end.escrow == "released":
-        expected[ctx.buyer.address] += reward
-        expected[FEE_WALLET] += total - reward
-    state = ctx.node.state()
-    after = state["balances"]
-    moved = {w: after.get(w, 0) - before.get(w, 0) for w in set(before) | set(after)}
-    assert {w: d for w, d in moved.items() if d} == {w: d for w, d in expected.items() if d}
-    assert state["total_balance_i64"] == state["minted_i64"], state
-    assert state["agent_escrow_i64"] == state["escrow_locked_i64"], state
-    assert state["pending"].get("pending", {"count": 0})["count"] == 0, state["pending"]
-    if order["payout_tx_hash"]:
-        tx = ctx.node.get(f"/wallet/tx/{order['payout_tx_hash']}").json()
-        assert (tx["status"] == "confirmed") == (end.escrow == "released"), tx
-    else:
-        assert end.escrow != "released"
-
-
-def check_records(ctx: Ctx) -> None:
-    """Transition table, version gaps, post-commit invariants, and the operator audit."""
-    db = Database(str(ctx.db_path))
-    try:
-        check_history(db)
-        conn = db.connection()
-        for order in conn.execute("SELECT * FROM orders").fetchall():
-            assert violations(conn, order) == [], order["order_id"]
-    finally:
-        db.close()
-    if importlib.util.find_spec("otc_bridge.operator_audit") is not None:
-        operator_audit = importlib.import_module("otc_bridge.operator_audit")
-        with service_bridge(ctx) as bridge:
-            assert [m.as_dict() for m in operator_audit.audit(bridge, include_terminal=True)] == []
-
-
-def check_alerts(ctx: Ctx) -> None:
-    """No alert says a third party moved the escrow: only the bridge acted in these scenarios."""
-    alerts = [r[0] for r in db_rows(ctx.db_path, "SELECT reason FROM order_events WHERE kind = 'alert'")]
-    if [a for a in alerts if a.split(":")[0] in THIRD_PARTY_ALERTS]:
-        raise FalseAlarm(f"alerts blame a third party, yet only the bridge acted: {alerts}")
 
 
 # --- the matrix is complete and mirrored ------------------------------------------------------
