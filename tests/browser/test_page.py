@@ -162,7 +162,8 @@ def test_stale_stream_updates_are_dropped(new_trader, dev_node, api):
     trader.expect_status("Cancelled", timeout=15_000)  # the reconnect delivered version + 5
     trader.page.wait_for_timeout(3_500)  # at least one poll of the real order (older) since
     trader.expect_status("Cancelled")
-    expect(trader.page.locator(".timeline")).to_contain_text("simulated 2")
+    # The timeline comes from the events API (the stream only says that something changed).
+    expect(trader.page.locator(".timeline")).not_to_contain_text("simulated")
 
 
 def test_every_control_is_labelled_and_keyboard_works(new_trader):

@@ -39,8 +39,11 @@ export async function showOrder(id) {
   subscribe({order_id: id}, {
     onOrder: (data) => {
       if (view?.id !== id) return;
-      if (data.event) addEvents(view, [data.event]);
       accept(view, data.order, undefined);
+      // The stream carries transitions only; fetch every event since the last one shown
+      // (node calls included) rather than append this one and skip the ones in between.
+      const v = view;
+      api.events(id, v.lastEventId).then((res) => addEvents(v, res.events), () => {});
     },
     poll: () => reload(view).catch(() => {}),
   });
