@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -24,8 +25,23 @@ from otc_bridge.config import Config, ConfigError
 log = logging.getLogger("otc_bridge")
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _prepare_metrics_dir() -> None:
+    """prometheus_client's multiprocess mode, so /metrics sums every gunicorn worker: the
+    library reads PROMETHEUS_MULTIPROC_DIR when first imported (otc_bridge.app imports it),
+    so this runs before that. The directory must start empty on every start."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="otc-bridge-metrics-")
+        return
+    for stale in Path(path).glob("*.db"):
+        stale.unlink()
+
+
+def _worker_gone(server, worker) -> None:
+    """gunicorn ``child_exit`` (in the master): drop the dead worker's live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def _config(**overrides: object) -> Config:
@@ -42,9 +58,13 @@ def _config(**overrides: object) -> Config:
 @click.group()
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
-def main(log_level: str) -> None:
+@click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]),
+              help="json: one object per line with the request id; text: for a terminal")
+def main(log_level: str, log_format: str) -> None:
     """OTC bridge: swap RTC against ETH, USDC or ERG with node escrow and HTLCs."""
-    _setup_logging(log_level)
+    from otc_bridge.logs import configure_logging
+
+    configure_logging(log_level, json_lines=log_format == "json")
 
 
 @main.command()
@@ -53,15 +73,18 @@ def main(log_level: str) -> None:
 @click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
 @click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")
 @click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes")
-@click.option("--threads", type=int, default=4, show_default=True, help="threads per worker")
+@click.option("--threads", type=int, default=4, show_default=True,
+              help="API threads per worker; each worker also gets one per stream slot (OTC_STREAM_MAX_CLIENTS)")
 def serve(host, port, db_path, node_url, workers, threads) -> None:
     """Run the bridge under gunicorn (production WSGI server)."""
     cfg = _config(OTC_HOST=host, OTC_PORT=port, OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url)
     if not cfg.node_url:
         raise click.UsageError("no escrow node: set RUSTCHAIN_NODE or --node "
                                "(for a local dev node and bridge, run `otc-bridge dev`)")
+    _prepare_metrics_dir()
     from gunicorn.app.base import BaseApplication
 
+    from otc_bridge.api import stream
     from otc_bridge.app import build_bridge, create_app
     from otc_bridge.background import start_outbox_worker, start_reconciler
 
@@ -71,8 +94,15 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{cfg.host}:{cfg.port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
+            # An open /api/stream holds a thread; the stream cap keeps `threads` free for the API.
+            total = threads + cfg.stream_max_clients
+            self.cfg.set("threads", total)
+            self.cfg.set("worker_connections", max(1000, 2 * total))
             self.cfg.set("timeout", 120)
+            # Open streams end at once when a worker stops (their clients resume elsewhere).
+            self.cfg.set("worker_int", lambda worker: stream.close_all())
+            self.cfg.set("worker_exit", lambda server, worker: stream.close_all())
+            self.cfg.set("child_exit", _worker_gone)
 
         def load(self):
             # Runs in each worker after the fork: every worker gets a reconciler and an outbox

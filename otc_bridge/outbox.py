@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import requests
 
-from otc_bridge import leases, store, webhooks
+from otc_bridge import leases, metrics, store, webhooks
 from otc_bridge.context import Bridge
 from otc_bridge.crashpoints import crash_point
 from otc_bridge.db import Tx
@@ -139,6 +139,7 @@ def run_once(bridge: Bridge, now: int | None = None, *, session: requests.Sessio
             worker.session.close()
     result = {name: worker.counts.get(name, 0) for name in COUNTS}
     result.update(skipped_locked=0, more=int(worker.counts.get("more", 0) > 0))
+    metrics.record_pass(bridge.db, LEASE_NAME, result, int(clock()))
     if any(result.values()):
         log.info("outbox pass: %s", {k: v for k, v in result.items() if v})
     return result

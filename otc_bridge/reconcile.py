@@ -17,8 +17,10 @@ action is an ``order_events`` row. What it finishes:
 * ``matched`` past ``settle_by``: unwind. A sell order returns to the book if its own TTL
   allows, else its escrow is refunded; a buy order's taker escrow is refunded and the
   order returns to the book (or expires).
-* ``settlement_recovery``: moved forward only when the node proves the payout queued or
-  confirmed; everything else is an operator's decision (``otc-bridge attention``).
+* ``settlement_recovery``: moved forward only on the node's proof: the payout queued or
+  confirmed; or no payout under the order's own key while its escrow sits released with the
+  bridge's worker (then the keyed payout is re-sent: the same key can never pay twice).
+  Everything else is an operator's decision (``otc-bridge attention``).
 
 A 429 from the node stops the pass (``backoff_seconds`` in the result): back off, never spin.
 """
@@ -30,7 +32,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable
 
-from otc_bridge import leases, settlement
+from otc_bridge import leases, metrics, settlement
 from otc_bridge.context import Bridge
 from otc_bridge.errors import BridgeError, NodeBusy
 from otc_bridge.model import Status
@@ -66,6 +68,7 @@ def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
         leases.release(bridge.db, LEASE_NAME, holder)
     result = {name: counts.get(name, 0) for name in (*COUNTS, "backoff_seconds")}
     result["skipped_locked"] = 0
+    metrics.record_pass(bridge.db, LEASE_NAME, result, bridge.now())
     log.info("reconcile pass: %s", {k: v for k, v in result.items() if v})
     return result
 
@@ -212,4 +215,20 @@ def _recheck_recovery(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> No
                                               settlement.node_ref(status.result, order["payout_tx_hash"]))
         _tally(counts, fresh, {Status.COMPLETED: "resolved", Status.PAYOUT_PENDING: "resolved"}, "waiting")
         return
+    if status.status == "not_found" and _payout_due(bridge, order):
+        # Proof that no payout exists under this key while the escrow sits with our worker:
+        # re-sending with the same key is safe (NODE_API §1.11), so finish the settlement.
+        fresh = settlement.pay_buyer(bridge, order)
+        _tally(counts, fresh, {Status.COMPLETED: "resolved", Status.PAYOUT_PENDING: "resolved"}, "waiting")
+        return
     counts["waiting"] += 1
+
+
+def _payout_due(bridge: Bridge, order: sqlite3.Row) -> bool:
+    """The original payout key (never an operator's re-drive key) and the escrow released to
+    the bridge's worker with the order's exact amounts: the buyer is owed that payout."""
+    if order["payout_key"] != f"otc_payout:{order['order_id']}" or not order["escrow_job_id"]:
+        return False
+    job = settlement.read_job(bridge, order, "reconcile: is the unsent payout's escrow with the worker?")
+    return (job is not None and job.status == "completed" and job.worker_wallet == bridge.config.worker_wallet
+            and settlement.job_problem(bridge, order, job) is None)

@@ -167,10 +167,24 @@ def _v2(conn: sqlite3.Connection) -> None:
     migrate_v2(conn)
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """Background workers' last passes (``metrics.record_pass``), read by /readyz and /metrics."""
+    conn.execute(
+        """
+        CREATE TABLE heartbeats (
+            name         TEXT PRIMARY KEY,
+            last_run_at  INTEGER NOT NULL,
+            detail       TEXT NOT NULL
+        )
+        """
+    )
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
     (2, _v2),
+    (3, _v3),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).

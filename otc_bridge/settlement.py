@@ -208,6 +208,14 @@ def bridge_stepped(bridge: Bridge, order_id: str, step: str) -> bool:
         (order_id, step + "%")) is not None
 
 
+def bridge_claimed(bridge: Bridge, order_id: str, job_id: str) -> bool:
+    """True if the node answered one of the bridge's claims of ``job_id`` with OK."""
+    return bridge.db.read_one(
+        "SELECT 1 FROM order_events WHERE order_id = ? AND kind = 'node_call' AND node_ref = ? "
+        "AND node_endpoint = 'POST /agent/jobs/<job_id>/claim' AND node_outcome = 'ok' LIMIT 1",
+        (order_id, job_id)) is not None
+
+
 def _alert_if_moved_first(bridge: Bridge, order: sqlite3.Row, job: Job, step: str) -> sqlite3.Row:
     """Alert ``escrow_job_moved`` if the job is past ``claimed`` although the bridge never
     attempted a ``step`` for this order (SPEC §5: detect jobs moved without the bridge)."""
@@ -249,7 +257,10 @@ def advance_refund(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
     # someone else (the node's own lazy expiry aside). Refund it all the same, but say so.
     already_alerted = order["end_cause"] in ("escrow_rejected", "escrow_moved", *TAKER_CAUSES)
     # Only where the refund would otherwise finish quietly: the other cases alert on their own.
-    if job is not None and not already_alerted and status in ("open", "delivered", "disputed", "cancelled"):
+    # An `open` job is untouched unless the bridge had claimed it (a create whose answer was
+    # lost leaves the job unclaimed: that is the bridge's own history, not a third party).
+    if (job is not None and not already_alerted and status in ("open", "delivered", "disputed", "cancelled")
+            and (status != "open" or bridge_claimed(bridge, order["order_id"], job.job_id))):
         order = _alert_if_moved_first(bridge, order, job, "refund step")
     for _ in range(6):  # at most three steps, each possibly followed by one re-read
         if job is None:
@@ -398,8 +409,7 @@ def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
             raise NodeBusy(result.retry_after_seconds, order_id=order["order_id"], status=order["status"])
         if result.failed:
             message = f"payout refused by the node after the escrow was released: {result.error}"
-            return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
-                        node=node_ref(result, key), alert=("payout_refused", message))
+            return to_recovery(bridge, order, message, "payout_refused", node_ref(result, key))
         status = bridge.node.tx_status(order["payout_tx_hash"])
         record_call(bridge, order["order_id"], status.result, ref=order["payout_tx_hash"],
                     reason="payout status after an unanswered transfer")
@@ -409,9 +419,18 @@ def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
         if phase:
             return apply_payout_phase(bridge, order, phase, node_ref(status.result, order["payout_tx_hash"]))
         break
-    message = "payout outcome unknown after the escrow was released"
-    return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=message,
-                alert=("payout_unknown", message))
+    return to_recovery(bridge, order, "payout outcome unknown after the escrow was released", "payout_unknown")
+
+
+def to_recovery(bridge: Bridge, order: sqlite3.Row, reason: str, code: str,
+                node: NodeRef | None = None) -> sqlite3.Row:
+    """``settlement_recovery`` with an alert; an order already there only gets the alert
+    (the reconciler re-drives payouts from recovery, and recovery -> recovery is no edge)."""
+    if order["status"] == Status.SETTLEMENT_RECOVERY:
+        raise_alert(bridge, order, code, reason)
+        return store.get_order(bridge.db.connection(), order["order_id"])
+    return move(bridge, order, Status.SETTLEMENT_RECOVERY, actor="bridge", reason=reason, node=node,
+                alert=(code, reason))
 
 
 def apply_payout_phase(bridge: Bridge, order: sqlite3.Row, phase: str, ref: NodeRef) -> sqlite3.Row:

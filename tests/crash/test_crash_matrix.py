@@ -40,7 +40,6 @@ import pytest
 import requests
 from bridge_support import ADMIN_TOKEN, serve
 from crash_checks import (
-    FalseAlarm,
     check_alerts,
     check_jobs,
     check_money,

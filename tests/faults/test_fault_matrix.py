@@ -384,10 +384,7 @@ UNSENT_PAYOUT_BUG = (
     "reconciler's recheck of recovery ignores not_found, although re-sending with the same "
     "idempotency key is safe (NODE_API §4) and SPEC §7 wants every interrupted settlement finished")
 #: (operation, node call, fault class) -> why the case fails today (a product bug).
-BUGS: dict[tuple[str, str, str], str] = {
-    **{("confirm_unsent_transfer", TX, cls): UNSENT_PAYOUT_BUG for cls in ("applied", "lost", "refused")},
-    ("confirm_transfer_lost_twice", TRANSFER, "lost"): UNSENT_PAYOUT_BUG,
-}
+BUGS: dict[tuple[str, str, str], str] = {}
 
 
 FALSE_MOVED_ALERT_BUG = (
@@ -402,9 +399,6 @@ ALERTS: dict[tuple[str, str, str], set[str]] = {
     **{("confirm_lost_transfer", TX, cls): {"payout_unknown"} for cls in _FAILED},
     **{("confirm_unsent_transfer", TX, cls): {"payout_unknown"} for cls in _FAILED},
     ("confirm_transfer_lost_twice", TRANSFER, "lost"): {"payout_unknown"},
-    # Known false alarm, FALSE_MOVED_ALERT_BUG (see test_lost_create_is_not_reported_as_moved_escrow).
-    ("create_sell", CREATE, "applied"): {"escrow_job_moved"},
-    **{("adopt_lost_create", LIST, cls): {"escrow_job_moved"} for cls in (*_FAILED, "normal")},
 }
 
 
@@ -474,7 +468,6 @@ def test_one_fault(operation, call, fault, api, bridge, dev_node, node_db_path, 
     assert alert_codes(bridge) == ALERTS.get((operation, call, FAULT_CLASS[fault]), set())
 
 
-@pytest.mark.xfail(strict=True, reason=FALSE_MOVED_ALERT_BUG)
 def test_lost_create_is_not_reported_as_moved_escrow(api, bridge, dev_node, seller, buyer):
     """The create's answer is lost after the node made the job: the reconciler finds the job
     by reference and refunds it, which is right; nobody moved it, so no escrow_job_moved."""

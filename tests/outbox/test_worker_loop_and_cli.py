@@ -65,7 +65,7 @@ def test_worker_once_prints_its_counts(local, receiver):
     hooks = json.dumps([{"url": receiver.url, "secret": SECRET, "events": ["order.*"]}])
     result = CliRunner().invoke(main, ["worker", "--once", "--webhooks", hooks], env=cli_env(local))
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"fanned_out": 1, "delivered": 1, "retried": 0, "dead": 0, "errors": 0,
+    assert json.loads(result.stdout) == {"fanned_out": 1, "delivered": 1, "retried": 0, "dead": 0, "errors": 0,
                                          "skipped_locked": 0, "more": 0}
     assert receiver.ids() == [key] and row(local.db, key)["state"] == "delivered"
 
