@@ -132,7 +132,7 @@ def devnode(host, port, db_path, admin_key, confirm_delay, faults) -> None:
     rules = [parse_fault_spec(part) for part in faults.split(";")] if faults else None
     app = create_devnode(db_path, admin_key or DEFAULT_DEV_ADMIN_KEY, confirm_delay_seconds=confirm_delay,
                          faults=rules)
-    click.echo(f"dev escrow node on http://{host}:{port} (db {db_path})")
+    # serve_forever logs "dev escrow node on http://..." once the port is bound: wait on that.
     serve_forever(app, host, port)
 
 
