@@ -307,7 +307,11 @@ def confirm_order(bridge: Bridge, order_id: str, *, secret: str, quote_tx: str,
                                 reason="preimage verified; settlement claimed", changes=changes)
     except ConcurrentUpdate:
         raise Conflict("Order is no longer matched (already settling or settled)") from None
-    return settlement.advance_release(bridge, order)
+    try:
+        return settlement.advance_release(bridge, order)
+    except ConcurrentUpdate:
+        # The reconciler finished this settlement meanwhile: report where it stands.
+        return _get(bridge, order_id)
 
 
 def cancel_order(bridge: Bridge, order_id: str, wallet: str, wallet_auth: object) -> sqlite3.Row:
@@ -336,5 +340,10 @@ def cancel_order(bridge: Bridge, order_id: str, wallet: str, wallet_auth: object
         raise Conflict("Order is no longer open (matched or cancelled concurrently)") from None
     order = _get(bridge, order_id)
     if order["status"] == Status.REFUND_PENDING:
-        order = settlement.advance_refund(bridge, order)
+        try:
+            order = settlement.advance_refund(bridge, order)
+        except ConcurrentUpdate:
+            # The reconciler drove the same refund to its end meanwhile (the node's guards made
+            # every step happen once): report the order as it now stands.
+            order = _get(bridge, order_id)
     return order

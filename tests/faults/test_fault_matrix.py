@@ -48,7 +48,7 @@ from ledger_checks import (
     settle,
 )
 
-from otc_bridge import reconcile
+from otc_bridge import operator_audit, reconcile
 from otc_bridge.client import BridgeClient, Wallet
 
 CREATE = "POST /agent/jobs"
@@ -466,6 +466,8 @@ def test_one_fault(operation, call, fault, api, bridge, dev_node, node_db_path, 
     assert "voided" not in pool, pool
     assert preimage_problems(api, [ctx.order_id]) == []
     assert alert_codes(bridge) == ALERTS.get((operation, call, FAULT_CLASS[fault]), set())
+    # The operator's read-only audit agrees: nothing stranded, moved, missing or doubled.
+    assert operator_audit.audit(bridge, include_terminal=True) == []
 
 
 def test_lost_create_is_not_reported_as_moved_escrow(api, bridge, dev_node, seller, buyer):

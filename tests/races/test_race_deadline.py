@@ -51,3 +51,38 @@ def test_confirm_and_unwind_at_the_deadline_have_one_winner(side, round_, api, l
         assert dev_node.balance(buyer.address) == buyer_before
     assert len([e for e in dev_node.job(job_id)["activity_log"] if e["action"] == "completed"]) <= 1
     dev_node.assert_conserved()
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_cancel_and_expiry_refund_the_escrow_exactly_once(round_, api, live_bridge, dev_node, seller, bridge):
+    from bridge_support import open_sell
+
+    before = dev_node.balance(seller.address)
+    order_id, _ = open_sell(api, seller, ttl_seconds=3600)
+    base = bridge.clock
+    bridge.clock = lambda: base() + 3601  # the order is past its TTL: the reconciler will expire it
+    canceller, reconciler = clients(live_bridge, 2)
+
+    # Signed on the bridge's (moved) clock, or the signature would be stale.
+    body = {"wallet": seller.address,
+            "wallet_auth": seller.auth("cancel_order", order_id, {}, timestamp=bridge.now())}
+    url = f"{live_bridge}/api/orders/{order_id}/cancel"
+
+    def cancel_now():
+        response = canceller.session.post(url, json=body, timeout=30)
+        return response.status_code, response.json()
+
+    cancel, _ = race([cancel_now, lambda: reconciler.reconcile(ADMIN_TOKEN)])
+
+    edges = transitions(bridge, order_id)
+    assert edges.count(("open", "refund_pending")) == 1, edges  # one of them claimed the refund
+    if cancel[0] != 200:
+        assert cancel[0] == 409 and "open" in cancel[1]["error"], cancel
+    api.reconcile(ADMIN_TOKEN)  # whichever lost, the refund is finished once
+    order = api.order(order_id)[1]["order"]
+    assert order["status"] in ("cancelled", "expired")
+    job = dev_node.job(order["escrow_job_id"])
+    assert job["status"] == "cancelled"
+    assert [e["action"] for e in job["activity_log"]].count("escrow_refunded") == 1
+    assert dev_node.balance(seller.address) == before
+    dev_node.assert_conserved()
