@@ -35,15 +35,22 @@ def reconcile_forever(bridge: Bridge, stop: threading.Event, interval_seconds: f
             wait = interval
 
 
-def start_reconciler(bridge: Bridge, interval_seconds: float | None = None) -> threading.Event | None:
-    """Start the daemon thread unless disabled; returns the event that stops it."""
-    if bridge.config.reconcile_disabled:
-        log.info("background reconciler disabled (OTC_RECONCILE_DISABLED)")
+def _start(loop, bridge: Bridge, interval_seconds: float | None, name: str, disabled_by: str | None
+           ) -> threading.Event | None:
+    """Run ``loop(bridge, stop, interval)`` in a daemon thread unless ``disabled_by`` names the
+    setting that turned it off; returns the event that stops it."""
+    if disabled_by:
+        log.info("background %s disabled (%s)", name, disabled_by)
         return None
     stop = threading.Event()
-    threading.Thread(target=reconcile_forever, args=(bridge, stop, interval_seconds), daemon=True,
-                     name="otc-reconciler").start()
+    threading.Thread(target=loop, args=(bridge, stop, interval_seconds), daemon=True, name=f"otc-{name}").start()
     return stop
+
+
+def start_reconciler(bridge: Bridge, interval_seconds: float | None = None) -> threading.Event | None:
+    """Start the reconciler's daemon thread unless disabled; returns the event that stops it."""
+    disabled = "OTC_RECONCILE_DISABLED" if bridge.config.reconcile_disabled else None
+    return _start(reconcile_forever, bridge, interval_seconds, "reconciler", disabled)
 
 
 def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: float | None = None) -> None:
@@ -70,10 +77,5 @@ def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: flo
 
 def start_outbox_worker(bridge: Bridge, interval_seconds: float | None = None) -> threading.Event | None:
     """Start the outbox worker's daemon thread unless disabled; returns the event that stops it."""
-    if bridge.config.outbox_disabled:
-        log.info("background outbox worker disabled (OTC_OUTBOX_DISABLED)")
-        return None
-    stop = threading.Event()
-    threading.Thread(target=deliver_forever, args=(bridge, stop, interval_seconds), daemon=True,
-                     name="otc-outbox").start()
-    return stop
+    disabled = "OTC_OUTBOX_DISABLED" if bridge.config.outbox_disabled else None
+    return _start(deliver_forever, bridge, interval_seconds, "outbox", disabled)
