@@ -63,7 +63,7 @@ def _is_local_dev(cfg: Config) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    except ValueError:  # a host name, not an IP literal: only "localhost" counts as local
         return False
 
 
