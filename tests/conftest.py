@@ -27,9 +27,15 @@ from otc_bridge.invariants import violations  # noqa: E402
 
 
 @pytest.fixture
-def dev_node(tmp_path) -> Iterator[NodeHandle]:
+def node_db_path(tmp_path) -> Path:
+    """Where the dev node keeps its SQLite file (checks may read it directly, read-only)."""
+    return tmp_path / "devnode.db"
+
+
+@pytest.fixture
+def dev_node(node_db_path) -> Iterator[NodeHandle]:
     """A fresh dev escrow node (own SQLite file) served on a free loopback port."""
-    server = start_in_thread(create_devnode(str(tmp_path / "devnode.db"), NODE_ADMIN_KEY))
+    server = start_in_thread(create_devnode(str(node_db_path), NODE_ADMIN_KEY))
     yield NodeHandle(server.url)
     server.shutdown()
 

@@ -1,5 +1,6 @@
-"""Fixtures of the seeded simulation: a dev node whose SQLite file the checks read, and the
-shared bridge with a 1 s node read timeout (a ``timeout_after`` fault then costs a second).
+"""Fixtures of the seeded simulation: the shared dev node and bridge (tests/conftest.py,
+whose ``node_db_path`` the checks read), with a 1 s node read timeout (a ``timeout_after``
+fault then costs a second).
 
 The money-path checks are shared with the fault matrix (``tests/faults/ledger_checks.py``).
 """
@@ -7,35 +8,18 @@ The money-path checks are shared with the fault matrix (``tests/faults/ledger_ch
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "faults"))
 
-from bridge_support import NODE_ADMIN_KEY, NodeHandle  # noqa: E402
-
 from otc_bridge.config import Config  # noqa: E402
-from otc_bridge.devnode import create_app as create_devnode  # noqa: E402
-from otc_bridge.devnode.server import start_in_thread  # noqa: E402
 
 NODE_READ_TIMEOUT_SECONDS = 1.0
 
 
 @pytest.fixture
-def node_db_path(tmp_path) -> Path:
-    return tmp_path / "devnode.db"
-
-
-@pytest.fixture
-def dev_node(node_db_path) -> Iterator[NodeHandle]:
-    """A fresh dev escrow node on a loopback port, its SQLite file at ``node_db_path``."""
-    server = start_in_thread(create_devnode(str(node_db_path), NODE_ADMIN_KEY))
-    yield NodeHandle(server.url)
-    server.shutdown()
-
-
-@pytest.fixture
 def bridge_config(bridge_config) -> Config:
+    """The shared bridge (tests/conftest.py), with a 1 s node read timeout."""
     return bridge_config.replace(node_read_timeout_seconds=NODE_READ_TIMEOUT_SECONDS)
