@@ -21,11 +21,10 @@ order reads the job and treats anything unexpected as the spec says (recovery, a
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from decimal import ROUND_HALF_UP, Decimal
 
-from otc_bridge.escrow_amounts import expected_escrow_micro_rtc
+from otc_bridge.escrow_amounts import expected_escrow_micro_rtc, payout_tx_hash
 
 LEGACY_TABLES = ("orders", "trades", "rate_limits", "reconcile_lock")
 _STATUSES = {"locking", "open", "matched", "settling", "payout_pending", "settlement_recovery",
@@ -94,8 +93,7 @@ def _import_order(conn: sqlite3.Connection, row: sqlite3.Row, now: int) -> None:
         "escrow_reward_micro_rtc": amount if row["escrow_job_id"] else None,
         "escrow_total_micro_rtc": expected_escrow_micro_rtc(amount) if row["escrow_job_id"] else None,
         "payout_wallet": buyer, "payout_key": key, "payout_micro_rtc": amount if key else None,
-        "payout_tx_hash": hashlib.sha256(f"wallet_transfer_idempotency:{key}".encode()).hexdigest()[:32]
-        if key else None,
+        "payout_tx_hash": payout_tx_hash(key) if key else None,
         "end_cause": status if status in ("cancelled", "expired") else None,
     }
     names = ", ".join(values)

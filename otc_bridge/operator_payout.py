@@ -26,8 +26,6 @@ from otc_bridge.escrow import NodeResult, payout_tx_hash
 from otc_bridge.model import Status
 from otc_bridge.store import NodeRef
 
-_PHASE_OF_TX = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}
-
 
 @dataclass(frozen=True)
 class Redriven:
@@ -143,7 +141,7 @@ def _look_up(bridge: Bridge, order: sqlite3.Row, key: str, sent: NodeResult) -> 
     status = bridge.node.tx_status(payout_tx_hash(key))
     settlement.record_call(bridge, order["order_id"], status.result, ref=key,
                            reason="payout status after an unanswered re-drive")
-    phase = _PHASE_OF_TX.get(status.status or "")
+    phase = settlement.PHASE_OF_TX_STATUS.get(status.status or "")
     if phase is None:
         raise NodeUnavailable(f"Payout outcome unknown ({sent.error}; lookup: {status.status or status.result.error}); "
                               f"the order stays {order['status']}: re-drive again with the same key (safe)")

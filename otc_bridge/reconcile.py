@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "reconciler"
 COUNTS = ("adopted", "abandoned", "released", "promoted", "still_pending", "recovered", "refunded",
           "refund_waiting", "expired", "unwound", "resolved", "waiting", "errors")
-_PHASES = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}
 _SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet"))
 
 
@@ -121,7 +120,7 @@ def _promote(bridge: Bridge, order: sqlite3.Row, counts: Counter) -> None:
                         alert=("payout_missing", "payout_pending order's transfer not found on the node"))
         counts["recovered"] += 1
         return
-    phase = _PHASES.get(status.status or "")
+    phase = settlement.PHASE_OF_TX_STATUS.get(status.status or "")
     if phase is None:
         counts["still_pending"] += 1
         return

@@ -32,6 +32,10 @@ from otc_bridge.store import NodeRef
 
 log = logging.getLogger(__name__)
 
+#: ``GET /wallet/tx`` status -> the payout phase ``/wallet/transfer`` reports for the same row
+#: (NODE_API §1.12: a voided transfer reads ``failed``).
+PHASE_OF_TX_STATUS = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}
+
 #: Refund causes that end an order as ``expired`` rather than ``cancelled``.
 EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
 
@@ -415,7 +419,7 @@ def pay_buyer(bridge: Bridge, order: sqlite3.Row) -> sqlite3.Row:
                     reason="payout status after an unanswered transfer")
         if status.status == "not_found" and attempt == 0:
             continue
-        phase = {"pending": "pending", "confirmed": "confirmed", "failed": "voided"}.get(status.status or "")
+        phase = PHASE_OF_TX_STATUS.get(status.status or "")
         if phase:
             return apply_payout_phase(bridge, order, phase, node_ref(status.result, order["payout_tx_hash"]))
         break

@@ -74,7 +74,7 @@ def create_order():
     out = {"ok": True, **views.order_view(order), "expires_in_hours": round(ttl / 3600, 1)}
     if side == "sell":
         out.update(htlc_secret=created.htlc_secret, escrow_status="locked",
-                   message=f"Sell order created. {views.order_view(order)['amount_rtc']} RTC locked in "
+                   message=f"Sell order created. {out['amount_rtc']} RTC locked in "
                            "escrow. SAVE htlc_secret NOW: it is shown only once and is needed to settle.")
     else:
         out["message"] = "Buy order created. Waiting for a seller to match."
