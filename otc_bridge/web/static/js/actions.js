@@ -3,23 +3,27 @@
 //   open, the maker      -> cancel it (signed cancel_order)
 //   matched              -> confirm with the secret (preimage) and the quote transaction
 // Each button is disabled while its request is in flight; the API's error is shown in
-// the form (and next to the field it names).
+// the form (and next to the field it names). A successful action's response is handed to
+// the ``onResponse`` callback the caller (order.js) passes in, so this module does not
+// import order.js back (no import cycle).
 
 import {api} from './api.js';
 import {busy, el, field, replace} from './dom.js';
 import {escrowMicro, formatQuote, formatRtc, nodeFeeMicro} from './money.js';
-import {acceptResponse} from './order.js';
 import {showSecret} from './secret.js';
 import {clearErrors, fieldError, notify, quoteAddressProblem, showError} from './state.js';
 import {roleOf} from './status.js';
 
-/** Build the action forms for ``order`` into ``container``. */
-export function renderActions(container, order, wallet) {
+/**
+ * Build the action forms for ``order`` into ``container``. ``onResponse(response)`` is
+ * called with each successful action's response (order fields at the top level).
+ */
+export function renderActions(container, order, wallet, onResponse) {
   const r = roleOf(order, wallet?.address);
   const parts = [];
-  if (order.status === 'open' && !r.maker) parts.push(takeForm(order, wallet));
-  if (order.status === 'open' && r.maker) parts.push(cancelForm(order, wallet));
-  if (order.status === 'matched') parts.push(confirmForm(order, wallet, r));
+  if (order.status === 'open' && !r.maker) parts.push(takeForm(order, wallet, onResponse));
+  if (order.status === 'open' && r.maker) parts.push(cancelForm(order, wallet, onResponse));
+  if (order.status === 'matched') parts.push(confirmForm(order, wallet, r, onResponse));
   replace(container, parts);
 }
 
@@ -31,7 +35,7 @@ function needWallet(what) {
   return el('p', {class: 'hint'}, `To ${what}, first `, el('a', {href: '#/wallet'}, 'create or import a wallet'), '.');
 }
 
-function takeForm(order, wallet) {
+function takeForm(order, wallet, onResponse) {
   const q = order.quote_currency;
   const amount = BigInt(order.amount_micro_rtc);
   const total = formatQuote(BigInt(order.total_quote_nano), q);
@@ -68,7 +72,7 @@ function takeForm(order, wallet) {
         const walletAuth = await wallet.auth('match_order', order.order_id, {eth_address: quoteAddress});
         const res = await api.match(order.order_id, {wallet: wallet.address, eth_address: quoteAddress, wallet_auth: walletAuth});
         if (res.htlc_secret) await showSecret(res.order_id, res.htlc_secret, res.htlc_hash);
-        acceptResponse(res);
+        onResponse(res);
         notify(res.message || 'Order taken.');
       } catch (err) {
         showError(errors, err, fields);
@@ -79,7 +83,7 @@ function takeForm(order, wallet) {
   return section;
 }
 
-function cancelForm(order, wallet) {
+function cancelForm(order, wallet, onResponse) {
   const errors = errorBox('cancel-error');
   const button = el('button', {type: 'button', class: 'danger'},
     order.side === 'sell' ? 'Cancel order and refund the escrow' : 'Cancel order');
@@ -88,7 +92,7 @@ function cancelForm(order, wallet) {
     try {
       const walletAuth = await wallet.auth('cancel_order', order.order_id, {});
       const res = await api.cancel(order.order_id, {wallet: wallet.address, wallet_auth: walletAuth});
-      acceptResponse(res);
+      onResponse(res);
       notify(res.message || 'Order cancelled.');
     } catch (err) {
       showError(errors, err);
@@ -102,7 +106,7 @@ function cancelForm(order, wallet) {
     errors, button);
 }
 
-function confirmForm(order, wallet, r) {
+function confirmForm(order, wallet, r, onResponse) {
   const secret = field('confirm-secret', 'Secret (preimage, 64 hex characters)',
     el('input', {autocomplete: 'off', spellcheck: 'false', class: 'mono', required: true}),
     r.seller ? 'The secret you saved when the escrow was locked.'
@@ -124,7 +128,7 @@ function confirmForm(order, wallet, r) {
       if (r.party) body.wallet = wallet.address; // lets the bridge record who confirmed
       try {
         const res = await api.confirm(order.order_id, body);
-        acceptResponse(res);
+        onResponse(res);
         notify(res.message || `Settlement: ${res.status}`);
       } catch (err) {
         showError(errors, err, fields);

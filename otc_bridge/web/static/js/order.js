@@ -86,7 +86,7 @@ export function accept(v, order, instructions) {
   if (changed || instructions !== undefined) render(v);
 }
 
-/** Called by actions.js with an action's response (order fields at the top level). */
+/** Passed to actions.js as its onResponse: an action's response (order fields at the top level). */
 export function acceptResponse(response) {
   accept(view, response, response.settlement_instructions);
   if (view) reload(view).catch(() => {}); // pick up the events the action wrote
@@ -101,7 +101,7 @@ function render(v) {
   const key = `${v.order.status}|${state.wallet?.address || ''}`;
   if (key !== v.actionsKey) { // forms are rebuilt only when what is possible changes
     v.actionsKey = key;
-    renderActions(v.parts.actions, v.order, state.wallet);
+    renderActions(v.parts.actions, v.order, state.wallet, acceptResponse);
   }
 }
 
