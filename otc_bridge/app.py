@@ -18,12 +18,14 @@ from flask import Flask, g, jsonify, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
-from otc_bridge import crashpoints, logs, metrics, ratelimit
+from otc_bridge import crashpoints
 from otc_bridge.config import Config, ConfigError
 from otc_bridge.context import Bridge, wall_clock
-from otc_bridge.db import Database
-from otc_bridge.errors import BridgeError
-from otc_bridge.escrow import EscrowNodeClient
+from otc_bridge.domain.errors import BridgeError
+from otc_bridge.node.client import EscrowNodeClient
+from otc_bridge.notify import logs, metrics
+from otc_bridge.storage import ratelimit
+from otc_bridge.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ _PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src '
 
 class TransactionGuardSession(requests.Session):
     """A ``requests`` session that refuses to send while this thread holds a write
-    transaction (SPEC §6: no HTTP call is ever made with the SQLite write lock held).
+    transaction (docs/protocol.md §6: no HTTP call is ever made with the SQLite write lock held).
 
     Being the one edge every node call crosses, it also hosts the test-only crash points
     around node calls (:mod:`otc_bridge.crashpoints`) and the node-call metrics.

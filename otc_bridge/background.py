@@ -1,8 +1,8 @@
 """The serving process's background loops: the reconciler and the outbox worker.
 
 Each starts with a pass at once, then runs one every interval. Each serving process (every
-gunicorn worker) may run them; the leases in :func:`otc_bridge.reconcile.run_once` and
-:func:`otc_bridge.outbox.run_once` let only one process drive a pass at a time. A reconcile
+gunicorn worker) may run them; the leases in :func:`otc_bridge.settlement.reconcile.run_once` and
+:func:`otc_bridge.notify.outbox_worker.run_once` let only one process drive a pass at a time. A reconcile
 pass that hit the node's rate limit asks for a back-off, which the loop honours; an outbox
 pass with a full batch is followed by another at once. ``OTC_RECONCILE_DISABLED=1`` and
 ``OTC_OUTBOX_DISABLED=1`` turn them off (operators then run ``otc-bridge reconcile`` and
@@ -16,8 +16,10 @@ import threading
 
 import requests
 
-from otc_bridge import outbox, reconcile
 from otc_bridge.context import Bridge
+from otc_bridge.notify import outbox_worker
+from otc_bridge.settlement import reconcile
+from otc_bridge.storage import outbox
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def start_reconciler(bridge: Bridge, interval_seconds: float | None = None) -> t
 def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: float | None = None) -> None:
     """Run outbox passes until ``stop`` is set (seen within one interval); never raises
     (failures are logged and retried). A pass starts every interval, at once after a pass
-    with a full batch, and as soon as :func:`otc_bridge.outbox.notify` is called. One HTTP
+    with a full batch, and as soon as :func:`otc_bridge.storage.outbox.notify` is called. One HTTP
     session for the loop's life keeps connections to the receivers alive.
     """
     interval = interval_seconds or bridge.config.outbox_interval_seconds
@@ -68,7 +70,7 @@ def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: flo
                 if stop.is_set():
                     break
             try:
-                result = outbox.run_once(bridge, session=session)
+                result = outbox_worker.run_once(bridge, session=session)
                 wait = 0.0 if result["more"] else interval
             except Exception:
                 log.exception("outbox pass crashed; retrying in %ss", interval)

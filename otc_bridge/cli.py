@@ -5,7 +5,7 @@ default (dev escrow node + bridge on 127.0.0.1, SQLite files under ``./data``);
 ``demo`` drives two scripted traders through a sell-order and a buy-order swap against a
 running bridge; ``devnode``, ``init-db``, ``reconcile`` and ``worker`` (the outbox: webhooks
 and operator alerts) do one thing each. ``attention``, ``audit``, ``redrive-payout`` and
-``resolve`` are the operator's tools (SPEC §7).
+``resolve`` are the operator's tools (docs/protocol.md §7).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 import os
 import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -23,25 +22,6 @@ import click
 from otc_bridge.config import Config, ConfigError
 
 log = logging.getLogger("otc_bridge")
-
-
-def _prepare_metrics_dir() -> None:
-    """prometheus_client's multiprocess mode, so /metrics sums every gunicorn worker: the
-    library reads PROMETHEUS_MULTIPROC_DIR when first imported (otc_bridge.app imports it),
-    so this runs before that. The directory must start empty on every start."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="otc-bridge-metrics-")
-        return
-    for stale in Path(path).glob("*.db"):
-        stale.unlink()
-
-
-def _worker_gone(server, worker) -> None:
-    """gunicorn ``child_exit`` (in the master): drop the dead worker's live gauges."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def _config(**overrides: object) -> Config:
@@ -62,7 +42,7 @@ def _config(**overrides: object) -> Config:
               help="json: one object per line with the request id; text: for a terminal")
 def main(log_level: str, log_format: str) -> None:
     """OTC bridge: swap RTC against ETH, USDC or ERG with node escrow and HTLCs."""
-    from otc_bridge.logs import configure_logging
+    from otc_bridge.notify.logs import configure_logging
 
     configure_logging(log_level, json_lines=log_format == "json")
 
@@ -81,38 +61,9 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
     if not cfg.node_url:
         raise click.UsageError("no escrow node: set RUSTCHAIN_NODE or --node "
                                "(for a local dev node and bridge, run `otc-bridge dev`)")
-    _prepare_metrics_dir()
-    from gunicorn.app.base import BaseApplication
+    from otc_bridge.serving import serve_forever
 
-    from otc_bridge.api import stream
-    from otc_bridge.app import build_bridge, create_app
-    from otc_bridge.background import start_outbox_worker, start_reconciler
-
-    build_bridge(cfg)  # migrate once in the master, and fail fast on a bad setting
-
-    class _Gunicorn(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{cfg.host}:{cfg.port}")
-            self.cfg.set("workers", workers)
-            # An open /api/stream holds a thread; the stream cap keeps `threads` free for the API.
-            total = threads + cfg.stream_max_clients
-            self.cfg.set("threads", total)
-            self.cfg.set("worker_connections", max(1000, 2 * total))
-            self.cfg.set("timeout", 120)
-            # Open streams end at once when a worker stops (their clients resume elsewhere).
-            self.cfg.set("worker_int", lambda worker: stream.close_all())
-            self.cfg.set("worker_exit", lambda server, worker: stream.close_all())
-            self.cfg.set("child_exit", _worker_gone)
-
-        def load(self):
-            # Runs in each worker after the fork: every worker gets a reconciler and an outbox
-            # thread, and the SQLite leases let one of them drive each pass.
-            app = create_app(cfg)
-            start_reconciler(app.extensions["otc_bridge"])
-            start_outbox_worker(app.extensions["otc_bridge"])
-            return app
-
-    _Gunicorn().run()
+    serve_forever(cfg, workers=workers, threads=threads)
 
 
 @main.command()
@@ -125,9 +76,9 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
 @click.option("--faults", default=None, help='fault rules, e.g. "POST /wallet/transfer=timeout_after:count=1"')
 def devnode(host, port, db_path, admin_key, confirm_delay, faults) -> None:
     """Run the local dev escrow node (a simulator of the RustChain node)."""
-    from otc_bridge.devnode import create_app as create_devnode
-    from otc_bridge.devnode.faults import parse_fault_spec
-    from otc_bridge.devnode.server import DEFAULT_DEV_ADMIN_KEY, serve_forever
+    from otc_bridge.dev.node import create_app as create_devnode
+    from otc_bridge.dev.node.faults import parse_fault_spec
+    from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY, serve_forever
 
     rules = [parse_fault_spec(part) for part in faults.split(";")] if faults else None
     app = create_devnode(db_path, admin_key or DEFAULT_DEV_ADMIN_KEY, confirm_delay_seconds=confirm_delay,
@@ -140,7 +91,7 @@ def devnode(host, port, db_path, admin_key, confirm_delay, faults) -> None:
 @click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
 def init_db(db_path) -> None:
     """Create or migrate the bridge database, then exit."""
-    from otc_bridge.db import Database
+    from otc_bridge.storage.db import Database
 
     cfg = _config(OTC_DB_PATH=db_path)
     version = Database(cfg.db_path, synchronous=cfg.sqlite_synchronous).migrate()
@@ -152,8 +103,8 @@ def init_db(db_path) -> None:
 @click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")
 def reconcile(db_path, node_url) -> None:
     """Run one reconcile pass and print its counts as JSON."""
-    from otc_bridge import reconcile as reconciler
     from otc_bridge.app import build_bridge
+    from otc_bridge.settlement import reconcile as reconciler
 
     bridge = build_bridge(_config(OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url))
     summary = reconciler.run_once(bridge)
@@ -173,10 +124,10 @@ def worker(db_path, node_url, webhooks_json, interval, once) -> None:
     """Deliver the outbox (webhooks, operator alerts) until interrupted; --once for one pass."""
     import threading
 
-    from otc_bridge import outbox
     from otc_bridge.app import build_bridge
     from otc_bridge.background import deliver_forever
-    from otc_bridge.webhooks import destinations
+    from otc_bridge.notify import outbox_worker
+    from otc_bridge.notify.webhooks import destinations
 
     cfg = _config(OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url, OTC_WEBHOOKS=webhooks_json,
                   OTC_OUTBOX_INTERVAL_SECONDS=interval)
@@ -185,7 +136,7 @@ def worker(db_path, node_url, webhooks_json, interval, once) -> None:
     except ConfigError as exc:
         raise click.UsageError(f"configuration error: {exc}") from None
     if once:
-        summary = outbox.run_once(bridge)
+        summary = outbox_worker.run_once(bridge)
         click.echo(json.dumps(summary, sort_keys=True))
         sys.exit(1 if summary["errors"] else 0)
     names = ", ".join(destinations(cfg)) or "none configured"
@@ -196,7 +147,7 @@ def worker(db_path, node_url, webhooks_json, interval, once) -> None:
         click.echo("stopping")
 
 
-# --- operator tools (SPEC §7) ---------------------------------------------------------------
+# --- operator tools (docs/protocol.md §7) ---------------------------------------------------------------
 
 def _node_options(command):
     command = click.option("--node", "node_url", help="escrow node URL (RUSTCHAIN_NODE)")(command)
@@ -237,9 +188,9 @@ def _echo_attention(item: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def attention(db_path, node_url, older_than, as_json) -> None:
     """Orders needing an operator (recovery, refunds, old payouts, stuck settlements) with events."""
-    from otc_bridge import operator
+    from otc_bridge.operator.attention import attention as find_attention
 
-    items = operator.attention(_operator_bridge(db_path, node_url), older_than_seconds=older_than)
+    items = find_attention(_operator_bridge(db_path, node_url), older_than_seconds=older_than)
     if as_json:
         click.echo(json.dumps(items, sort_keys=True, indent=2))
         return
@@ -254,9 +205,9 @@ def attention(db_path, node_url, older_than, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def audit(db_path, node_url, include_terminal, as_json) -> None:
     """Read-only cross-check of orders against the node; exit 1 if any mismatch."""
-    from otc_bridge import operator_audit
+    from otc_bridge.operator import audit
 
-    found = operator_audit.audit(_operator_bridge(db_path, node_url), include_terminal=include_terminal)
+    found = audit.audit(_operator_bridge(db_path, node_url), include_terminal=include_terminal)
     if as_json:
         click.echo(json.dumps({"ok": not found, "mismatches": [m.as_dict() for m in found]}, sort_keys=True))
     else:
@@ -274,16 +225,16 @@ def audit(db_path, node_url, include_terminal, as_json) -> None:
 @_operator_option
 def redrive_payout(db_path, node_url, order_id, reason, new_key, operator_name) -> None:
     """Re-send ORDER_ID's payout (same key; --new-key only after the node voided it)."""
-    from otc_bridge import operator_payout
-    from otc_bridge.errors import BridgeError
+    from otc_bridge.domain.errors import BridgeError
+    from otc_bridge.operator import redrive
 
     try:
-        done = operator_payout.redrive_payout(_operator_bridge(db_path, node_url), order_id,
+        done = redrive.redrive_payout(_operator_bridge(db_path, node_url), order_id,
                                               operator_name=operator_name, reason=reason, new_key=new_key)
     except BridgeError as exc:
         raise _refused(exc) from None
-    click.echo(json.dumps({"ok": True, "order_id": order_id, "status": done.order["status"],
-                           "payout_tx_hash": done.order["payout_tx_hash"], "phase": done.phase,
+    click.echo(json.dumps({"ok": True, "order_id": order_id, "status": done.order.status,
+                           "payout_tx_hash": done.order.payout_tx_hash, "phase": done.phase,
                            "message": done.message}, sort_keys=True))
 
 
@@ -295,15 +246,15 @@ def redrive_payout(db_path, node_url, order_id, reason, new_key, operator_name) 
 @_operator_option
 def resolve(db_path, node_url, order_id, to, reason, operator_name) -> None:
     """Move a settlement_recovery ORDER_ID forward once the node's state proves --to."""
-    from otc_bridge import operator
-    from otc_bridge.errors import BridgeError
+    from otc_bridge.domain.errors import BridgeError
+    from otc_bridge.operator.resolve import resolve as resolve_order
 
     try:
-        order = operator.resolve(_operator_bridge(db_path, node_url), order_id, to,
+        order = resolve_order(_operator_bridge(db_path, node_url), order_id, to,
                                  operator_name=operator_name, reason=reason)
     except BridgeError as exc:
         raise _refused(exc) from None
-    click.echo(json.dumps({"ok": True, "order_id": order_id, "status": order["status"]}, sort_keys=True))
+    click.echo(json.dumps({"ok": True, "order_id": order_id, "status": order.status}, sort_keys=True))
 
 
 @main.command()
@@ -313,11 +264,11 @@ def resolve(db_path, node_url, order_id, to, reason, operator_name) -> None:
 @click.option("--fund-rtc", default="1000", show_default=True, help="RTC given to each demo wallet")
 def dev(data_dir, port, node_port, fund_rtc) -> None:
     """Run the embedded default: dev escrow node + bridge on 127.0.0.1, demo wallets funded."""
-    from otc_bridge import devtools
+    from otc_bridge.dev import tools
 
-    settings = devtools.DevSettings(data_dir=Path(data_dir), port=port, node_port=node_port,
+    settings = tools.DevSettings(data_dir=Path(data_dir), port=port, node_port=node_port,
                                     admin_token=secrets.token_urlsafe(24), fund_rtc=fund_rtc)
-    devtools.run_dev(settings, echo=click.echo)
+    tools.run_dev(settings, echo=click.echo)
 
 
 @main.command()
@@ -325,12 +276,12 @@ def dev(data_dir, port, node_port, fund_rtc) -> None:
 @click.option("--data-dir", default="data", show_default=True, help="where `dev` wrote dev.json")
 def demo(bridge_url, data_dir) -> None:
     """Two scripted traders run a sell-order and a buy-order swap against a running bridge."""
-    from otc_bridge import devtools
+    from otc_bridge.dev import tools
 
-    info = devtools.load_dev_info(Path(data_dir))
+    info = tools.load_dev_info(Path(data_dir))
     if bridge_url:
         info["bridge_url"] = bridge_url
-    ok = devtools.run_demo(info, echo=click.echo)
+    ok = tools.run_demo(info, echo=click.echo)
     sys.exit(0 if ok else 1)
 
 

@@ -1,7 +1,7 @@
 """A small Python client for the bridge's JSON API, with Ed25519 wallet signing.
 
 Used by ``otc-bridge demo``, the integration tests and the benchmark; bots can use it as
-the reference for the signing scheme (see :func:`otc_bridge.auth.signed_message`).
+the reference for the signing scheme (see :func:`otc_bridge.domain.wallets.signed_message`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from otc_bridge.auth import signed_message, wallet_for_public_key
+from otc_bridge.domain.wallets import signed_message, wallet_for_public_key
 
 
 @dataclass(frozen=True)

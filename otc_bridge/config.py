@@ -1,6 +1,6 @@
 """Settings, read from the environment once and validated at startup.
 
-Variable names follow the reference bridge where one exists (SPEC §3), so an operator
+Variable names follow the reference bridge where one exists (docs/protocol.md §3), so an operator
 can switch without renaming anything. A bad value is a :class:`ConfigError` that names
 the variable; nothing falls back silently to a default.
 """
@@ -13,11 +13,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from otc_bridge.webhooks import Webhook, parse_webhooks
+from otc_bridge.domain.destinations import Webhook, parse_webhooks
 
-#: The node clamps job TTLs to this (NODE_API §1.2); our escrow must fit inside it.
+#: The node clamps job TTLs to this (docs/escrow-node.md §1.2); our escrow must fit inside it.
 NODE_MAX_JOB_TTL_SECONDS = 30 * 24 * 3600
-#: The node's own floor for a job TTL (NODE_API §1.2).
+#: The node's own floor for a job TTL (docs/escrow-node.md §1.2).
 NODE_MIN_JOB_TTL_SECONDS = 3600
 
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -48,7 +48,7 @@ class Config:
     node; ``serve`` refuses to start without one.
     """
 
-    db_path: str = "otc_bridge.db"
+    db_path: str = "otc_bridge.storage.db"
     node_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 5580
@@ -90,7 +90,7 @@ class Config:
 
     @property
     def max_order_ttl_seconds(self) -> int:
-        """Longest order TTL whose escrow job still fits the node's 30-day cap (SPEC §4)."""
+        """Longest order TTL whose escrow job still fits the node's 30-day cap (docs/protocol.md §4)."""
         return NODE_MAX_JOB_TTL_SECONDS - self.settle_window_seconds - self.escrow_margin_seconds
 
     def replace(self, **changes: object) -> Config:
@@ -288,7 +288,7 @@ class _Reader:
         return RateLimit(int(match.group(1)), _RATE_UNITS[match.group(2)])
 
     def webhooks(self, name: str) -> tuple[Webhook, ...]:
-        """A JSON list of ``{"url", "secret", "events", "name"?}`` (see :mod:`otc_bridge.webhooks`)."""
+        """A JSON list of ``{"url", "secret", "events", "name"?}`` (see :mod:`otc_bridge.domain.destinations`)."""
         raw = self.optional(name)
         if raw is None:
             return ()

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from otc_bridge.config import Config
-from otc_bridge.db import Database
-from otc_bridge.escrow import EscrowNodeClient
+from otc_bridge.node.client import EscrowNodeClient
+from otc_bridge.storage.db import Database
 
 
 def wall_clock() -> int:

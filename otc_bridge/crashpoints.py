@@ -1,6 +1,6 @@
 """Test-only crash points: make the process die abruptly at a named step.
 
-Crash tests (issue #3) start the real server with ``OTC_ENABLE_CRASH_POINTS=1`` and
+Crash tests (tests/crash) start the real server with ``OTC_ENABLE_CRASH_POINTS=1`` and
 ``OTC_CRASH_POINT=<name>``; when execution reaches that point the process ends with
 ``os._exit`` (no cleanup, no flush: as a power cut or SIGKILL would leave it), and the test
 restarts it and lets the reconciler finish. Without the enabling variable every call here

@@ -26,11 +26,12 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from otc_bridge import background, outbox, store
+from otc_bridge import background
 from otc_bridge.config import Config
 from otc_bridge.context import Bridge
-from otc_bridge.db import Database
-from otc_bridge.webhooks import Webhook
+from otc_bridge.domain.destinations import Webhook
+from otc_bridge.storage import outbox
+from otc_bridge.storage.db import Database
 
 SECRET = secrets.token_hex(16)
 
@@ -58,8 +59,6 @@ def measure(interval: float, events: int, workdir: Path, notify: bool) -> list[f
     threading.Thread(target=server.serve_forever, daemon=True).start()
     db = Database(str(workdir / f"bench-{interval}-{notify}.db"))
     db.migrate()
-    with db.transaction() as tx:
-        outbox.migrate_v2(tx.conn)
     hook = Webhook(name="bench", url=f"http://127.0.0.1:{server.port}/hook", secret=SECRET, events=("*",))
     bridge = Bridge(config=Config(db_path=db.path, webhooks=(hook,)), db=db, node=None)  # type: ignore[arg-type]
     stop = threading.Event()
@@ -70,7 +69,7 @@ def measure(interval: float, events: int, workdir: Path, notify: bool) -> list[f
             time.sleep(random.uniform(0, interval))
             key = f"order.open:bench_{i}:1"
             with db.transaction() as tx:
-                store.enqueue(tx, topic="order.open", order_id=f"bench_{i}", order_version=1, event_key=key,
+                outbox.enqueue(tx, topic="order.open", order_id=f"bench_{i}", order_version=1, event_key=key,
                               now=int(time.time()) - 1, payload={"order_id": f"bench_{i}", "to": "open"})
             committed[key] = time.time()
             if notify:

@@ -13,8 +13,10 @@ import requests
 from werkzeug.serving import make_server
 
 from otc_bridge.client import BridgeClient, Wallet
-from otc_bridge.devnode.server import DEFAULT_DEV_ADMIN_KEY
-from otc_bridge.model import TRANSITIONS, Status
+from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import TRANSITIONS, Status
+from otc_bridge.storage.invariants import violations
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 NODE_ADMIN_KEY = DEFAULT_DEV_ADMIN_KEY
@@ -135,3 +137,16 @@ def check_history(db) -> None:
             last[row["order_id"]] = row["order_version"]
     for order in db.read("SELECT order_id, order_version FROM orders"):
         assert last.get(order["order_id"]) == order["order_version"], order["order_id"]
+
+
+def violations_of(conn, row) -> list[str]:
+    """The post-commit invariant codes an ``orders`` row breaks (whether its trade row exists
+    is read here, as the CAS's ``RETURNING`` does in the bridge)."""
+    has_trade = conn.execute("SELECT 1 FROM trades WHERE order_id = ?", (row["order_id"],)).fetchone() is not None
+    return violations(Order.from_row(row), has_trade=has_trade)
+
+
+def broken_orders(conn) -> dict[str, list[str]]:
+    """``{order_id: codes}`` of every order that breaks an invariant (empty when all hold)."""
+    found = {row["order_id"]: violations_of(conn, row) for row in conn.execute("SELECT * FROM orders")}
+    return {order_id: codes for order_id, codes in found.items() if codes}

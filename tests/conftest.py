@@ -15,15 +15,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bridge_support import ADMIN_TOKEN, NODE_ADMIN_KEY, NodeHandle, check_history, serve  # noqa: E402
+from bridge_support import ADMIN_TOKEN, NODE_ADMIN_KEY, NodeHandle, broken_orders, check_history, serve  # noqa: E402
 
 from otc_bridge.app import build_bridge, create_app  # noqa: E402
 from otc_bridge.client import BridgeClient, Wallet  # noqa: E402
 from otc_bridge.config import Config  # noqa: E402
 from otc_bridge.context import Bridge  # noqa: E402
-from otc_bridge.devnode import create_app as create_devnode  # noqa: E402
-from otc_bridge.devnode.server import start_in_thread  # noqa: E402
-from otc_bridge.invariants import violations  # noqa: E402
+from otc_bridge.dev.node import create_app as create_devnode  # noqa: E402
+from otc_bridge.dev.node.server import start_in_thread  # noqa: E402
 
 
 @pytest.fixture
@@ -61,9 +60,7 @@ def bridge(bridge_config) -> Iterator[Bridge]:
     b = build_bridge(bridge_config)
     yield b
     check_history(b.db)
-    conn = b.db.connection()
-    for order in conn.execute("SELECT * FROM orders").fetchall():
-        assert violations(conn, order) == [], order["order_id"]
+    assert broken_orders(b.db.connection()) == {}
 
 
 @pytest.fixture

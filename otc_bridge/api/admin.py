@@ -13,10 +13,12 @@ import re
 
 from flask import Blueprint, abort, jsonify, request
 
-from otc_bridge import operator, operator_audit, operator_payout, reconcile, views
 from otc_bridge.api import body
 from otc_bridge.api.orders import bridge
-from otc_bridge.errors import BridgeError, Invalid
+from otc_bridge.domain import views
+from otc_bridge.domain.errors import BridgeError, Invalid
+from otc_bridge.operator import attention, audit, common, redrive, resolve
+from otc_bridge.settlement import reconcile
 
 bp = Blueprint("admin", __name__)
 
@@ -39,12 +41,12 @@ def admin_reconcile():
     return jsonify(ok=True, summary=reconcile.run_once(bridge()))
 
 
-# --- operator tools (SPEC §7) ---------------------------------------------------------------
+# --- operator tools (docs/protocol.md §7) ---------------------------------------------------------------
 
 def _operator_name() -> str:
     """The acting operator from the ``X-Operator`` header (default ``admin``); 400 if malformed."""
     name = request.headers.get("X-Operator", "admin")
-    operator.operator_actor(name, field="X-Operator")
+    common.operator_actor(name, field="X-Operator")
     return name.strip()
 
 
@@ -59,17 +61,17 @@ def _flag(name: str) -> bool:
 def admin_attention():
     """Orders needing an operator, with their events; ``older_than`` (seconds, default
     3600) is the age from which a ``payout_pending`` order is listed."""
-    raw = request.args.get("older_than", str(operator.DEFAULT_ATTENTION_AGE_SECONDS))
+    raw = request.args.get("older_than", str(attention.DEFAULT_ATTENTION_AGE_SECONDS))
     if not re.fullmatch(r"[0-9]{1,9}", raw):
         raise Invalid("older_than must be a whole number of seconds", field="older_than")
-    return jsonify(ok=True, orders=operator.attention(bridge(), older_than_seconds=int(raw)))
+    return jsonify(ok=True, orders=attention.attention(bridge(), older_than_seconds=int(raw)))
 
 
 @bp.get("/admin/audit")
 def admin_audit():
     """Read-only audit against the node; ``all=1`` includes terminal orders. 200
     ``{"ok": no mismatch, "mismatches": [{"code", "order_id", "detail"}]}``."""
-    found = operator_audit.audit(bridge(), include_terminal=_flag("all"))
+    found = audit.audit(bridge(), include_terminal=_flag("all"))
     return jsonify(ok=not found, mismatches=[m.as_dict() for m in found])
 
 
@@ -78,11 +80,11 @@ def admin_redrive_payout(order_id: str):
     """Re-send an order's payout: ``{"reason", "new_key": false}``; 409 when the node's state
     does not allow it (e.g. a voided key without ``new_key``, or a payout still live)."""
     data = body.json_object({"reason", "new_key"})
-    reason = operator.check_reason(data.get("reason"))
+    reason = common.check_reason(data.get("reason"))
     new_key = data.get("new_key", False)
     if not isinstance(new_key, bool):
         raise Invalid("new_key must be true or false", field="new_key")
-    done = operator_payout.redrive_payout(bridge(), order_id, operator_name=_operator_name(), reason=reason,
+    done = redrive.redrive_payout(bridge(), order_id, operator_name=_operator_name(), reason=reason,
                                           new_key=new_key)
     return jsonify(ok=True, order=views.order_view(done.order), phase=done.phase, message=done.message)
 
@@ -92,7 +94,7 @@ def admin_resolve(order_id: str):
     """Move a ``settlement_recovery`` order forward: ``{"to", "reason"}``; 409 unless the
     node's state proves ``to``."""
     data = body.json_object({"to", "reason"})
-    to = operator.resolve_target(data.get("to"))
-    reason = operator.check_reason(data.get("reason"))
-    order = operator.resolve(bridge(), order_id, to, operator_name=_operator_name(), reason=reason)
+    to = resolve.resolve_target(data.get("to"))
+    reason = common.check_reason(data.get("reason"))
+    order = resolve.resolve(bridge(), order_id, to, operator_name=_operator_name(), reason=reason)
     return jsonify(ok=True, order=views.order_view(order))

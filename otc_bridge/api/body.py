@@ -1,7 +1,7 @@
 """Strict request parsing: JSON bodies, typed fields and query parameters.
 
 JSON numbers are parsed as ``Decimal`` (never binary float) and ``NaN``/``Infinity`` are
-refused, so money arrives exact (SPEC §3). Every refusal is an :class:`~otc_bridge.errors.Invalid`
+refused, so money arrives exact (docs/protocol.md §3). Every refusal is an :class:`~otc_bridge.domain.errors.Invalid`
 naming the field, raised before anything is written or any node is called.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from otc_bridge import money
-from otc_bridge.errors import Invalid
+from otc_bridge.domain import money
+from otc_bridge.domain.errors import Invalid
 
 _ETH_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _ERG_ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{30,120}")  # base58, as Ergo addresses are

@@ -12,7 +12,7 @@ each failing check:
   most 3 x ``OTC_RECONCILE_INTERVAL_SECONDS`` old; a process younger than that is given the
   benefit of the doubt. Skipped when ``OTC_RECONCILE_DISABLED``.
 
-``/metrics`` is the Prometheus text format (:mod:`otc_bridge.metrics`); public unless
+``/metrics`` is the Prometheus text format (:mod:`otc_bridge.notify.metrics`); public unless
 ``OTC_METRICS_TOKEN`` is set, then it wants ``Authorization: Bearer <token>``.
 """
 
@@ -22,18 +22,18 @@ import hmac
 import sqlite3
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import requests
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry
 
-from otc_bridge import metrics
 from otc_bridge.context import Bridge
-from otc_bridge.errors import BridgeError
+from otc_bridge.domain.errors import BridgeError
+from otc_bridge.notify import metrics
+from otc_bridge.storage import heartbeats
+from otc_bridge.storage.db import probe_writable
 
 bp = Blueprint("health", __name__)
 
@@ -69,18 +69,9 @@ def probes() -> Probes:
 
 
 def check_database(path: str) -> dict[str, Any]:
-    """Can the database take a write now? Opened ``mode=rw`` so a missing file is not created."""
-    try:
-        uri = Path(path).resolve().as_uri() + "?mode=rw"
-        with closing(sqlite3.connect(uri, uri=True, timeout=DB_PROBE_TIMEOUT_SECONDS, isolation_level=None)) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT INTO leases (name, holder, expires_at) VALUES ('readyz-probe', 'readyz', 0)")
-            finally:
-                conn.execute("ROLLBACK")
-    except sqlite3.Error as exc:
-        return {"ok": False, "error": str(exc)}
-    return {"ok": True}
+    """Can the database take a write now? (:func:`otc_bridge.storage.db.probe_writable`)."""
+    error = probe_writable(path, timeout_seconds=DB_PROBE_TIMEOUT_SECONDS)
+    return {"ok": True} if error is None else {"ok": False, "error": error}
 
 
 def check_node(p: Probes) -> dict[str, Any]:
@@ -113,7 +104,7 @@ def check_reconciler(p: Probes) -> dict[str, Any]:
         return {"ok": True, "disabled": True}
     now, max_age = p.bridge.now(), STALE_AFTER_INTERVALS * cfg.reconcile_interval_seconds
     try:
-        beat = metrics.read_heartbeats(p.bridge.db).get("reconciler")
+        beat = heartbeats.read_heartbeats(p.bridge.db).get("reconciler")
     except sqlite3.Error as exc:
         return {"ok": False, "error": str(exc)}
     if beat is None:

@@ -1,4 +1,4 @@
-"""``/api/orders`` routes: thin views over :mod:`otc_bridge.orders` (SPEC §3).
+"""``/api/orders`` routes: thin views over :mod:`otc_bridge.trading` (docs/protocol.md §3).
 
 Each view parses and validates its input (400 naming the field, before any signature
 check, as the reference orders them), calls one service and shapes the response.
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from otc_bridge import auth, money, orders, store, views
 from otc_bridge.api import body
 from otc_bridge.context import Bridge
-from otc_bridge.errors import Invalid, NotFound
-from otc_bridge.model import Status
+from otc_bridge.domain import money, views, wallets
+from otc_bridge.domain.errors import Invalid, NotFound
+from otc_bridge.domain.status import Status
+from otc_bridge.storage import orders, reads
+from otc_bridge.trading import cancel, confirm, create, match
 
 bp = Blueprint("orders", __name__)
 
@@ -42,6 +44,12 @@ def _pair(raw: object) -> str:
     return pair
 
 
+def _instructions(b: Bridge, order) -> dict:
+    """The settlement instructions of a matched order, with this bridge's timelock settings."""
+    return views.settlement_instructions(order, htlc_min_seconds=b.config.htlc_min_seconds,
+                                         claim_margin_seconds=b.config.claim_margin_seconds)
+
+
 @bp.post("/api/orders")
 def create_order():
     """Create a buy or sell order (201). Sell orders lock escrow and return the preimage once."""
@@ -66,10 +74,10 @@ def create_order():
         raise Invalid(exc.message, field=exc.field) from None
     address = body.quote_address(data, pair, required=side == "sell",
                                  why="the seller's quote-chain address that the buyer's HTLC pays")
-    req = orders.CreateRequest(side=side, pair=pair, wallet=wallet, quote_address=address,
+    req = create.CreateRequest(side=side, pair=pair, wallet=wallet, quote_address=address,
                                amount_micro_rtc=amount, price_nano_quote=price, ttl_seconds=ttl,
                                wallet_auth=data.get("wallet_auth"))
-    created = orders.create_order(b, req)
+    created = create.create_order(b, req)
     order = created.order
     out = {"ok": True, **views.order_view(order), "expires_in_hours": round(ttl / 3600, 1)}
     if side == "sell":
@@ -89,22 +97,9 @@ def list_orders():
     side_arg = request.args.get("side")
     side = _side(side_arg) if side_arg else None
     limit, offset = body.page_args()
-    where = ["status = 'open'", "expires_at > ?"]
-    params: list = [b.now()]
-    if pair:
-        where.append("pair = ?")
-        params.append(pair)
-    if side:
-        where.append("side = ?")
-        params.append(side)
-    clause = " AND ".join(where)
-    rows = b.db.read(
-        f"SELECT * FROM orders WHERE {clause} ORDER BY CASE side WHEN 'buy' THEN 0 ELSE 1 END, "  # noqa: S608
-        "CASE side WHEN 'sell' THEN price_nano_quote END ASC, "
-        "CASE side WHEN 'buy' THEN price_nano_quote END DESC, created_at ASC LIMIT ? OFFSET ?",
-        (*params, limit, offset))
-    total = b.db.read_one(f"SELECT COUNT(*) FROM orders WHERE {clause}", tuple(params))[0]  # noqa: S608
-    return jsonify(ok=True, orders=[views.book_entry(r) for r in rows], total=total, limit=limit,
+    found, total = reads.open_orders(b.db.connection(), now=b.now(), pair=pair, side=side, limit=limit,
+                                     offset=offset)
+    return jsonify(ok=True, orders=[views.book_entry(o) for o in found], total=total, limit=limit,
                    offset=offset, pairs=list(money.PAIRS))
 
 
@@ -112,12 +107,12 @@ def list_orders():
 def get_order(order_id: str):
     """One order; ``htlc_secret`` only once ``completed``; instructions once matched."""
     b = bridge()
-    order = store.get_order(b.db.connection(), order_id)
+    order = orders.get_order(b.db.connection(), order_id)
     if order is None:
         raise NotFound("Order not found")
     out = {"ok": True, "order": views.order_view(order)}
-    if order["status"] in _SHOW_INSTRUCTIONS and order["matched_at"]:
-        out["settlement_instructions"] = views.settlement_instructions(order, b.config)
+    if order.status in _SHOW_INSTRUCTIONS and order.matched_at:
+        out["settlement_instructions"] = _instructions(b, order)
     return jsonify(out)
 
 
@@ -127,14 +122,14 @@ def match_order(order_id: str):
     b = bridge()
     data = body.json_object({"wallet", "eth_address", "wallet_auth"})
     wallet = body.text(data, "wallet", required=True)
-    order = store.get_order(b.db.connection(), order_id)
-    pair = order["pair"] if order else "RTC/USDC"
-    taker_sells = order is not None and order["side"] == "buy"
+    order = orders.get_order(b.db.connection(), order_id)
+    pair = order.pair if order else "RTC/USDC"
+    taker_sells = order is not None and order.side == "buy"
     address = body.quote_address(data, pair, required=taker_sells,
                                  why="the RTC seller's quote-chain address that the buyer's HTLC pays")
-    order, secret = orders.match_order(b, order_id, wallet, address, data.get("wallet_auth"))
+    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"))
     out = {"ok": True, **views.order_view(order),
-           "settlement_instructions": views.settlement_instructions(order, b.config)}
+           "settlement_instructions": _instructions(b, order)}
     if secret:
         out["htlc_secret"] = secret
         out["message"] = ("RTC locked in escrow. SAVE htlc_secret NOW: it is shown only once. Claim the "
@@ -153,7 +148,7 @@ def confirm_order(order_id: str):
     quote_tx = body.quote_tx(data)
     secret = body.text(data, "secret", required=True,
                        message="HTLC secret (preimage) required to confirm settlement")
-    order = orders.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet)
+    order = confirm.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet)
     return jsonify(_confirm_response(order))
 
 
@@ -169,8 +164,8 @@ _CONFIRM_MESSAGES = {
 
 
 def _confirm_response(order) -> dict:
-    status = Status(order["status"])
-    recipient = order["payout_wallet"]
+    status = Status(order.status)
+    recipient = order.payout_wallet
     out = {
         "ok": status == Status.COMPLETED,
         **views.order_view(order),
@@ -178,11 +173,11 @@ def _confirm_response(order) -> dict:
         "rtc_transfer_status": {Status.COMPLETED: "confirmed", Status.PAYOUT_PENDING: "pending",
                                 Status.SETTLEMENT_RECOVERY: "manual_recovery_required",
                                 Status.MATCHED: "escrow_release_refused"}.get(status, "in_progress"),
-        "rtc_transfer_tx_hash": order["payout_tx_hash"],
-        "message": _CONFIRM_MESSAGES.get(status, "").format(r=recipient, o=order["order_id"]),
+        "rtc_transfer_tx_hash": order.payout_tx_hash,
+        "message": _CONFIRM_MESSAGES.get(status, "").format(r=recipient, o=order.order_id),
     }
     if status == Status.COMPLETED:
-        out["trade_id"] = "trade_" + order["order_id"].removeprefix("otc_")
+        out["trade_id"] = "trade_" + order.order_id.removeprefix("otc_")
     return out
 
 
@@ -192,11 +187,11 @@ def cancel_order(order_id: str):
     b = bridge()
     data = body.json_object({"wallet", "wallet_auth"})
     wallet = body.text(data, "wallet", required=True)
-    order = orders.cancel_order(b, order_id, wallet, data.get("wallet_auth"))
-    refunded = order["status"] == Status.CANCELLED
+    order = cancel.cancel_order(b, order_id, wallet, data.get("wallet_auth"))
+    refunded = order.status == Status.CANCELLED
     if refunded:
         message = "Order cancelled. Escrow refunded."
-    elif order["status"] == Status.SETTLEMENT_RECOVERY:
+    elif order.status == Status.SETTLEMENT_RECOVERY:
         message = ("Order cancelled, but the escrow job was moved on the node by someone else; "
                    "operators were alerted and will resolve the refund.")
     else:
@@ -210,16 +205,15 @@ def order_events(order_id: str):
     note, each with the ``order_version`` it belongs to. ``after`` (an event id) and ``limit``
     (1..500, default 200) page through it. Never carries a secret."""
     b = bridge()
-    order = store.get_order(b.db.connection(), order_id)
+    order = orders.get_order(b.db.connection(), order_id)
     if order is None:
         raise NotFound("Order not found")
     after = body.int_arg("after", 0, "after must be an integer")
     limit = min(body.int_arg("limit", 200, "limit_must_be_integer"), 500)
     if limit < 1:
         raise Invalid("limit_must_be_positive", field="limit")
-    rows = b.db.read("SELECT * FROM order_events WHERE order_id = ? AND event_id > ? ORDER BY event_id LIMIT ?",
-                     (order_id, after, limit))
-    return jsonify(ok=True, order_id=order_id, order_version=order["order_version"],
+    rows = reads.order_events(b.db.connection(), order_id, after=after, limit=limit)
+    return jsonify(ok=True, order_id=order_id, order_version=order.order_version,
                    events=[views.event_view(r) for r in rows])
 
 
@@ -228,19 +222,13 @@ def wallet_orders(wallet: str):
     """A wallet's orders as maker or taker, any status, newest first; ``status`` filter,
     ``limit`` (1..200) and ``offset``. The wallet is matched in its canonical form."""
     b = bridge()
-    if not auth.is_native_wallet(wallet):
+    if not wallets.is_native_wallet(wallet):
         raise Invalid("wallet must be a native RTC address (RTC + 40 hex)", field="wallet")
-    canonical = auth.canonical_wallet(wallet)
+    canonical = wallets.canonical_wallet(wallet)
     limit, offset = body.page_args()
     status = request.args.get("status")
-    where, params = "(maker_wallet = ? OR taker_wallet = ?)", [canonical, canonical]
-    if status:
-        if status not in {s.value for s in Status}:
-            raise Invalid("status must be one of the order statuses", field="status")
-        where += " AND status = ?"
-        params.append(status)
-    rows = b.db.read(f"SELECT * FROM orders WHERE {where} ORDER BY created_at DESC, rowid DESC "  # noqa: S608
-                     "LIMIT ? OFFSET ?", (*params, limit, offset))
-    total = b.db.read_one(f"SELECT COUNT(*) FROM orders WHERE {where}", tuple(params))[0]  # noqa: S608
-    return jsonify(ok=True, wallet=canonical, orders=[views.order_view(r) for r in rows], total=total,
+    if status and status not in {s.value for s in Status}:
+        raise Invalid("status must be one of the order statuses", field="status")
+    found, total = reads.wallet_orders(b.db.connection(), canonical, status=status, limit=limit, offset=offset)
+    return jsonify(ok=True, wallet=canonical, orders=[views.order_view(o) for o in found], total=total,
                    limit=limit, offset=offset)

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, jsonify
 
-from otc_bridge import money
 from otc_bridge.config import Config
+from otc_bridge.domain import money
 
 bp = Blueprint("web", __name__)
 

@@ -21,7 +21,7 @@ SELL_AMOUNT, SELL_ESCROW, SELL_FEE = 10_000_000, 10_500_000, 500_000  # open_sel
 
 
 class Mallory:
-    """A third party acting on ``/agent/*``, which authenticates nobody (NODE_API §2).
+    """A third party acting on ``/agent/*``, which authenticates nobody (docs/escrow-node.md §2).
 
     The worker string ``otc_bridge_worker`` and the poster's wallet are public (the job
     list and job detail show them), so Mallory simply puts them in the body.

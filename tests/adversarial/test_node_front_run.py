@@ -1,6 +1,6 @@
 """Front-running: Mallory claims a fresh escrow job before the bridge's own claim.
 
-Open jobs are listed publicly (NODE_API §2), and between ``POST /agent/jobs`` and the
+Open jobs are listed publicly (docs/escrow-node.md §2), and between ``POST /agent/jobs`` and the
 bridge's claim there is a window. The dev node widens it: it commits the job, then answers
 the bridge 1.5 s late. The bridge must notice at its claim (409, read back: worker is
 ``mallory``), keep the order off the book / unmatched, alert, and refund when the node

@@ -1,6 +1,6 @@
 """A refund that stops halfway, and a third party who acts in the gap.
 
-The bridge refunds a held job as deliver -> dispute -> cancel (NODE_API §1.9). A 5xx on
+The bridge refunds a held job as deliver -> dispute -> cancel (docs/escrow-node.md §1.9). A 5xx on
 one step leaves the order ``refund_pending`` with the job part-way; Mallory then does the
 worst the node lets her: release a ``claimed``/``delivered`` job to the worker wallet with
 the public strings, or poke a ``disputed`` one (which only a cancel can end). The next

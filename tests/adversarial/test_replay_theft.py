@@ -6,7 +6,7 @@ A signature is consumed only by the request that wins the order's compare-and-sw
 rest of its 300 s window. If the order returns to ``open`` (the other taker's lock
 failed), whoever holds the body can replay it: for a buy order the bridge then locks the
 victim's RTC and returns the preimage to the replayer, who can confirm and release the
-victim's RTC to the buy order's maker. SPEC §3: a replayed ``wallet_auth`` is refused
+victim's RTC to the buy order's maker. docs/protocol.md §3: a replayed ``wallet_auth`` is refused
 (401 ``wallet_auth_replayed``).
 """
 

@@ -1,5 +1,5 @@
 """Hostile use of wallet signatures over real HTTP: replays, self-matching by letter case,
-stale timestamps, forged keys (SPEC §3 "Deliberate differences", §8).
+stale timestamps, forged keys (docs/protocol.md §3 "Deliberate differences", §8).
 
 Each test shows the refusal AND that nothing moved: no order row, no consumed signature,
 no escrow job, no balance change on the node.

@@ -11,8 +11,8 @@ from typing import Any
 
 from bridge_support import BUYER_ETH, SELLER_ETH
 
-from otc_bridge import reconcile
 from otc_bridge.client import BridgeClient, Wallet
+from otc_bridge.settlement import reconcile
 
 #: Tables a refused request must leave exactly as they were.
 WATCHED_TABLES = ("orders", "order_events", "used_signatures", "outbox", "trades")

@@ -8,8 +8,9 @@ import pytest
 from api_checks import post_raw
 from bridge_support import ADMIN_TOKEN, NODE_ADMIN_KEY
 
-from otc_bridge import orders, views
 from otc_bridge.config import Config, ConfigError
+from otc_bridge.domain import views
+from otc_bridge.trading import create
 
 # --- admin ------------------------------------------------------------------------------
 
@@ -185,7 +186,7 @@ def test_internal_error_on_post_is_generic(http_client, monkeypatch, seller, bri
     def explode(*args, **kwargs):
         raise RuntimeError("db password hunter2 at /srv/otc/bridge.db")
 
-    monkeypatch.setattr(orders, "create_order", explode)
+    monkeypatch.setattr(create, "create_order", explode)
     body = {"side": "buy", "pair": "RTC/USDC", "wallet": seller.address, "amount_rtc": "1",
             "price_per_rtc": "0.05"}
     response = http_client.post("/api/orders", json=body)

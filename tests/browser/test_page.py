@@ -12,16 +12,36 @@ import pytest
 from bridge_support import SELLER_ETH
 from playwright.sync_api import expect
 
-from otc_bridge import store
-from otc_bridge.auth import signed_message
 from otc_bridge.client import Wallet
-from otc_bridge.model import Status
+from otc_bridge.domain.status import Status
+from otc_bridge.domain.wallets import signed_message
+from otc_bridge.storage import events
 
 pytestmark = pytest.mark.browser
 
 CRAFTED_WALLET = 'RTC<img src=x onerror="window.__xss=1">'
 CRAFTED_ADDRESS = '<script>window.__xss=2</script>'
 CRAFTED_REASON = 'order created <b onmouseover="window.__xss=3">bold</b> &amp; <svg onload="window.__xss=4">'
+
+# What each view shows once it has rendered what it loads, for a visitor without a wallet
+# on a market without orders or trades: (the view's part that is filled in last, its text).
+VIEW_RENDERED = {
+    "#/market": ("#trades-table tbody", "No trades yet on this pair."),  # refresh() renders the trades last
+    "#/wallet": ("#wallet-body", "Create a new wallet"),
+    "#/orders": ("#orders-body", "No wallet yet."),
+}
+
+
+def expect_view(page, view: str) -> None:
+    """Wait until ``view`` is the one shown, with what it loads rendered."""
+    expect(page).to_have_url(re.compile(f"/{re.escape(view)}$"))
+    name = view.removeprefix("#/")
+    expect(page.locator(f"#view-{name}")).to_be_visible()
+    for other in ("market", "wallet", "orders", "order"):
+        if other != name:
+            expect(page.locator(f"#view-{other}")).to_be_hidden()
+    part, text = VIEW_RENDERED[view]
+    expect(page.locator(part)).to_contain_text(text)
 
 
 def test_csp_and_security_headers_and_no_console_errors(new_trader, stream_available):
@@ -39,9 +59,23 @@ def test_csp_and_security_headers_and_no_console_errors(new_trader, stream_avail
     for src, inline_length in sources:
         assert src.startswith(trader.base_url) and inline_length == 0, src
     assert trader.page.evaluate("document.querySelectorAll('[style]').length") == 0
-    for view in ("#/wallet", "#/orders", "#/market"):
-        trader.page.goto(f"{trader.base_url}/{view}")
-        trader.page.wait_for_timeout(300)
+    # Visit each view and leave it only once it has rendered what it loaded: its console
+    # errors (a failed request, an exception while rendering) are in by then.
+    page = trader.page
+    expect_view(page, "#/market")  # the first load (after the reload above)
+    for view in ("#/wallet", "#/orders"):
+        page.goto(f"{trader.base_url}/{view}")
+        expect_view(page, view)
+    # Back on the market, which is already rendered from the first visit: wait for its three
+    # requests, then for the old trades row (refresh() renders the trades last) to be replaced.
+    last_rendered = page.locator("#trades-table tbody tr").first.element_handle()
+    with (page.expect_response(lambda r: "/api/orderbook?" in r.url) as book,
+          page.expect_response(lambda r: "/api/orders?" in r.url) as listing,
+          page.expect_response(lambda r: "/api/trades?" in r.url) as trades):
+        page.goto(f"{trader.base_url}/#/market")
+    assert [info.value.status for info in (book, listing, trades)] == [200, 200, 200]
+    page.wait_for_function("row => !row.isConnected", arg=last_rendered)
+    expect_view(page, "#/market")
     assert trader.unexpected_console_errors(stream_available) == []
 
 
@@ -111,7 +145,7 @@ def test_markup_in_api_data_renders_as_text(new_trader, bridge):
                    "amount_micro_rtc, price_nano_quote, total_quote_nano, ttl_seconds, created_at, expires_at, "
                    "updated_at) VALUES (?, 'buy', 'RTC/USDC', 'open', ?, ?, 1000000, 50000000, 50000000, 86400, "
                    "?, ?, ?)", (order_id, CRAFTED_WALLET, CRAFTED_ADDRESS, now, now + 86400, now))
-        store.record_event(tx, order_id, 1, "transition", actor=CRAFTED_WALLET, reason=CRAFTED_REASON, now=now,
+        events.record_event(tx, order_id, 1, "transition", actor=CRAFTED_WALLET, reason=CRAFTED_REASON, now=now,
                            to=Status.OPEN)
     trader = new_trader("victim")
     page = trader.page
@@ -160,7 +194,31 @@ def test_stale_stream_updates_are_dropped(new_trader, dev_node, api):
     trader.open_order(order["order_id"])
     trader.expect_status("Open")  # the stale 'locking' event (version 1) was dropped
     trader.expect_status("Cancelled", timeout=15_000)  # the reconnect delivered version + 5
-    trader.page.wait_for_timeout(3_500)  # at least one poll of the real order (older) since
+    page = trader.page
+    shown = f"cancelled@{newer['order_version']}"
+    expect(page.locator("#order-status")).to_have_attribute("data-version", str(newer["order_version"]))
+    # From here on, record every status the page renders: a poll of the real (older) order
+    # must not roll the page back, not even until the stream re-delivers the newer version.
+    page.evaluate("""() => {
+        window.__rendered = [];
+        new MutationObserver(() => {
+            const badge = document.getElementById('order-status');
+            window.__rendered.push(`${badge?.dataset.status}@${badge?.dataset.version}`);
+        }).observe(document.getElementById('order-body'),
+                   {childList: true, subtree: true, characterData: true, attributes: true});
+    }""")
+
+    def polls_real_order(request) -> bool:  # reload(): the stream path never GETs the order itself
+        return request.method == "GET" and request.url.endswith(f"/api/orders/{order['order_id']}")
+
+    with page.expect_response(lambda response: polls_real_order(response.request)) as polled:
+        pass  # a poll after the newer version was shown
+    real = polled.value.json()["order"]
+    assert real["status"] == "open" and real["order_version"] < newer["order_version"]  # older than shown
+    with page.expect_request(polls_real_order):
+        pass  # the poll after that one: the page has handled the answer above by now
+    assert [s for s in page.evaluate("window.__rendered") if s != shown] == []
+    expect(page.locator("#order-status")).to_have_attribute("data-version", str(newer["order_version"]))
     trader.expect_status("Cancelled")
     # The timeline comes from the events API (the stream only says that something changed).
     expect(trader.page.locator(".timeline")).not_to_contain_text("simulated")
@@ -171,7 +229,7 @@ def test_every_control_is_labelled_and_keyboard_works(new_trader):
     page = trader.page
     for view in ("#/market", "#/wallet"):
         page.goto(f"{trader.base_url}/{view}")
-        page.wait_for_timeout(300)
+        expect_view(page, view)  # its controls are all rendered
         unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
             .filter(e => !e.closest('[hidden]') && !e.closest('dialog:not([open])'))
             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())

@@ -12,15 +12,14 @@ import importlib.util
 import json
 import time
 
-from bridge_support import WORKER, check_history
+from bridge_support import WORKER, broken_orders, check_history
 from crash_scenarios import Ctx, service_bridge
 from crash_support import db_rows, node_jobs
 
 from otc_bridge.client import BridgeClient
-from otc_bridge.db import Database
-from otc_bridge.devnode.store import ESCROW_WALLET, FEE_WALLET
-from otc_bridge.escrow import expected_escrow_micro_rtc
-from otc_bridge.invariants import violations
+from otc_bridge.dev.node.store import ESCROW_WALLET, FEE_WALLET
+from otc_bridge.node.amounts import expected_escrow_micro_rtc
+from otc_bridge.storage.db import Database
 
 #: The escrow state each job status stands for (any other status strands money).
 JOB_KINDS = {"claimed": "held", "completed": "released", "cancelled": "refunded", "expired": "refunded"}
@@ -125,13 +124,11 @@ def check_records(ctx: Ctx) -> None:
     db = Database(str(ctx.db_path))
     try:
         check_history(db)
-        conn = db.connection()
-        for order in conn.execute("SELECT * FROM orders").fetchall():
-            assert violations(conn, order) == [], order["order_id"]
+        assert broken_orders(db.connection()) == {}
     finally:
         db.close()
-    if importlib.util.find_spec("otc_bridge.operator_audit") is not None:
-        operator_audit = importlib.import_module("otc_bridge.operator_audit")
+    if importlib.util.find_spec("otc_bridge.operator.audit") is not None:
+        operator_audit = importlib.import_module("otc_bridge.operator.audit")
         with service_bridge(ctx) as bridge:
             assert [m.as_dict() for m in operator_audit.audit(bridge, include_terminal=True)] == []
 

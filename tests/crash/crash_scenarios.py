@@ -16,11 +16,12 @@ import pytest
 from bridge_support import BUYER_ETH, SELLER_ETH, NodeHandle
 from crash_support import bridge_env
 
-from otc_bridge import crashpoints, orders
+from otc_bridge import crashpoints
 from otc_bridge.app import build_bridge
 from otc_bridge.client import BridgeClient, Wallet
 from otc_bridge.config import Config
 from otc_bridge.context import Bridge
+from otc_bridge.trading import cancel, confirm, create, match
 
 PAIR = "RTC/USDC"
 PRICE_NANO_QUOTE = 50_000_000
@@ -124,24 +125,24 @@ def _create(ctx: Ctx, bridge: Bridge, ttl: int = WEEK) -> None:
     bound = {"side": ctx.side, "pair": PAIR, "amount_micro_rtc": ctx.amount, "price_per_rtc_nano_quote":
              PRICE_NANO_QUOTE, "ttl_seconds": ttl, "eth_address": ctx.maker_quote}
     auth = ctx.maker.auth("create_order", "create_order", bound, timestamp=bridge.now())
-    created = orders.create_order(bridge, orders.CreateRequest(
+    created = create.create_order(bridge, create.CreateRequest(
         side=ctx.side, pair=PAIR, wallet=ctx.maker.address, quote_address=ctx.maker_quote,
         amount_micro_rtc=ctx.amount, price_nano_quote=PRICE_NANO_QUOTE, ttl_seconds=ttl, wallet_auth=auth))
-    ctx.order_id, ctx.secret = created.order["order_id"], created.htlc_secret
+    ctx.order_id, ctx.secret = created.order.order_id, created.htlc_secret
 
 
 def _match(ctx: Ctx, bridge: Bridge) -> None:
     auth = ctx.taker.auth("match_order", ctx.order_id, {"eth_address": ctx.taker_quote}, timestamp=bridge.now())
-    _, secret = orders.match_order(bridge, ctx.order_id, ctx.taker.address, ctx.taker_quote, auth)
+    _, secret = match.match_order(bridge, ctx.order_id, ctx.taker.address, ctx.taker_quote, auth)
     ctx.secret = secret or ctx.secret
 
 
 def _confirm(ctx: Ctx, bridge: Bridge) -> None:
-    orders.confirm_order(bridge, ctx.order_id, secret=ctx.secret, quote_tx=QUOTE_TX, wallet=None)
+    confirm.confirm_order(bridge, ctx.order_id, secret=ctx.secret, quote_tx=QUOTE_TX, wallet=None)
 
 
 def _cancel(ctx: Ctx, bridge: Bridge) -> None:
-    orders.cancel_order(bridge, ctx.order_id, ctx.maker.address, ctx.maker.auth("cancel_order", ctx.order_id, {}))
+    cancel.cancel_order(bridge, ctx.order_id, ctx.maker.address, ctx.maker.auth("cancel_order", ctx.order_id, {}))
 
 
 def nothing(ctx: Ctx) -> None:

@@ -160,7 +160,7 @@ def devnode_process(workdir: Path) -> Iterator[NodeHandle]:
     # Ready on the server's own log line (text or JSON), written once the socket is bound; the
     # CLI's echo of the same words comes before the bind.
     proc, port = start_on_free_port(lambda port: ["devnode", "--port", str(port), "--db", str(workdir / "devnode.db")],
-                                    clean_env(), workdir, "otc_bridge.devnode.server")
+                                    clean_env(), workdir, "otc_bridge.dev.node.server")
     try:
         yield NodeHandle(f"http://127.0.0.1:{port}")
     finally:

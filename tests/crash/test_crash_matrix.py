@@ -1,4 +1,4 @@
-"""The crash matrix (SPEC §4, §7, §10): kill the real server at every crash point of every
+"""The crash matrix (docs/protocol.md §4, §7, §10): kill the real server at every crash point of every
 operation, restart it, reconcile until quiet, and check the books.
 
 For each ``(operation, point)`` in :data:`MATRIX` a scenario gets fresh funded wallets and
@@ -20,7 +20,7 @@ nothing, and the test asserts:
 5. the preimage is readable only once ``completed`` (and never in a log line);
 6. the history holds only edges of ``model.TRANSITIONS`` with gap-free versions, and every
    row passes the post-commit invariants;
-7. the operator audit (``otc_bridge.operator_audit``, when present) finds no mismatch;
+7. the operator audit (``otc_bridge.operator.audit``, when present) finds no mismatch;
 8. no operator alert blames a third party: no one but the bridge acted.
 
 ``test_matrix_lists_every_point_the_operation_passes`` runs each operation once in-process
@@ -81,9 +81,10 @@ from crash_support import (
     wait_out_grace,
 )
 
-from otc_bridge import crashpoints, reconcile
+from otc_bridge import crashpoints
 from otc_bridge.app import create_app
 from otc_bridge.client import BridgeClient
+from otc_bridge.settlement import reconcile
 
 # --- the matrix ------------------------------------------------------------------------------
 
@@ -266,7 +267,7 @@ def test_crash_then_restart_and_reconcile_ends_as_the_matrix_says(name, point, c
 
 
 def test_a_restart_alone_finishes_a_crashed_confirm(crash_node, tmp_path):
-    """SPEC §7: the serving process reconciles at startup and on a timer, so a restart with
+    """docs/protocol.md §7: the serving process reconciles at startup and on a timer, so a restart with
     its background reconciler on finishes a confirm that died mid-release, no operator needed."""
     op, point = MATRIX["sell_confirm"], "after:deliver"
     ctx = new_ctx(tmp_path, crash_node, op.side)

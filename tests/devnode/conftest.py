@@ -11,8 +11,8 @@ import requests
 from devnode_support import ADMIN_KEY, Node
 from freezegun import freeze_time
 
-from otc_bridge.devnode import create_app
-from otc_bridge.devnode.server import DevServer, start_in_thread
+from otc_bridge.dev.node import create_app
+from otc_bridge.dev.node.server import DevServer, start_in_thread
 
 
 @pytest.fixture

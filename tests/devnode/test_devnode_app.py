@@ -1,4 +1,4 @@
-"""App factory, shared conventions (NODE_API.md 1.1) and the /dev/* endpoints."""
+"""App factory, shared conventions (docs/escrow-node.md §1.1) and the /dev/* endpoints."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 from devnode_support import ADMIN, ADMIN_KEY, POSTER, WORKER, Node
 
-from otc_bridge.devnode import create_app
-from otc_bridge.devnode.server import DEFAULT_DEV_ADMIN_KEY
+from otc_bridge.dev.node import create_app
+from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY
 
 # --- factory --------------------------------------------------------------------------------
 
@@ -95,7 +95,7 @@ def test_database_errors_give_json_500_on_agent_and_html_500_on_transfer(node, t
 
 
 def test_agent_routes_need_no_auth_at_all(node):
-    # NODE_API.md section 2: anyone naming the public poster string can accept.
+    # docs/escrow-node.md §2: anyone naming the public poster string can accept.
     node.fund(POSTER, "100")
     job_id = node.create_job(10)
     node.to_delivered(job_id, worker="mallory")

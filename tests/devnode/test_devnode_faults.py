@@ -8,8 +8,8 @@ import pytest
 import requests
 from devnode_support import ADMIN, ADMIN_KEY, POSTER, WORKER, Node
 
-from otc_bridge.devnode import create_app
-from otc_bridge.devnode.faults import FaultSpecError, parse_fault_spec
+from otc_bridge.dev.node import create_app
+from otc_bridge.dev.node.faults import FaultSpecError, parse_fault_spec
 
 TRANSFER = {"from_miner": WORKER, "to_miner": "carol", "amount_rtc": 1,
             "idempotency_key": "payout-1"}

@@ -1,4 +1,4 @@
-"""The /agent/* job escrow of the dev node against NODE_API.md 1.2-1.9 and section 4."""
+"""The /agent/* job escrow of the dev node against docs/escrow-node.md §1.2-1.9 and section 4."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from devnode_support import ADMIN, DESCRIPTION, POSTER, WORKER
 
-from otc_bridge.devnode import escrow
+from otc_bridge.dev.node import escrow
 
 # --- create -------------------------------------------------------------------------------
 
@@ -109,7 +109,7 @@ def test_insufficient_balance_for_escrow(node):
 
 
 def test_balance_check_ignores_pending_debits(node, client):
-    # NODE_API.md 1.2: pending-ledger debits are not subtracted on job creation.
+    # docs/escrow-node.md §1.2: pending-ledger debits are not subtracted on job creation.
     node.fund(POSTER, "10.5")
     assert node.transfer(10, key="k", frm=POSTER, headers=ADMIN)[0] == 200
     assert node.post("/agent/jobs", node.job_body(10))[0] == 201

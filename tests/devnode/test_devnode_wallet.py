@@ -1,4 +1,4 @@
-"""Balances, admin transfers, the pending pool and /wallet/tx (NODE_API.md 1.10-1.12, 4)."""
+"""Balances, admin transfers, the pending pool and /wallet/tx (docs/escrow-node.md §1.10-1.12, 4)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from devnode_support import ADMIN, ADMIN_KEY, WORKER, Node
 
-from otc_bridge.devnode.wallet import idempotency_tx_hash, quantize_rtc
+from otc_bridge.dev.node.wallet import idempotency_tx_hash, quantize_rtc
 
 
 def key_hash(key: str) -> str:
@@ -110,7 +110,7 @@ def test_amounts_are_quantized_down_with_decimal():
 
 
 def test_payout_of_the_untruncated_reward_fails(node):
-    # NODE_API.md 0: after a 2.01-RTC job the worker holds 2,009,999 µRTC, not 2.01 RTC.
+    # docs/escrow-node.md §0: after a 2.01-RTC job the worker holds 2,009,999 µRTC, not 2.01 RTC.
     node.fund(WORKER, "2.009999")
     status, body = node.transfer(2.01, key="k")
     assert status == 400

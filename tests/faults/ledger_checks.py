@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from otc_bridge import reconcile
-from otc_bridge.model import TERMINAL, Status
+from otc_bridge.domain.status import TERMINAL, Status
+from otc_bridge.settlement import reconcile
 
 WORKER = "otc_bridge_worker"  # Config.worker_wallet's default, which the test bridges keep
 FEE_WALLET = "founder_community"

@@ -20,7 +20,7 @@ Whatever the fault, the same assertions close every case:
 * (fixture teardown) every written transition is in the transition table, versions rise
   without gaps and every order row passes the post-commit invariants.
 
-Fault classes (how the node reacts, see ``otc_bridge.devnode.faults``):
+Fault classes (how the node reacts, see ``otc_bridge.dev.node.faults``):
 
 * ``applied``: ``timeout_after``, the effect is committed, the answer is lost (the bridge
   times out after 1 s): only an authoritative read may decide what happened;
@@ -48,8 +48,9 @@ from ledger_checks import (
     settle,
 )
 
-from otc_bridge import operator_audit, reconcile
 from otc_bridge.client import BridgeClient, Wallet
+from otc_bridge.operator import audit
+from otc_bridge.settlement import reconcile
 
 CREATE = "POST /agent/jobs"
 GET_JOB = "GET /agent/jobs/<job_id>"
@@ -382,7 +383,8 @@ UNSENT_PAYOUT_BUG = (
     "BUG: escrow released, payout never queued (GET /wallet/tx answers not_found) -> left in "
     "settlement_recovery for good: pay_buyer re-sends the keyed transfer only once, and the "
     "reconciler's recheck of recovery ignores not_found, although re-sending with the same "
-    "idempotency key is safe (NODE_API §4) and SPEC §7 wants every interrupted settlement finished")
+    "idempotency key is safe (docs/escrow-node.md §4) and docs/protocol.md §7 wants every "
+    "interrupted settlement finished")
 #: (operation, node call, fault class) -> why the case fails today (a product bug).
 BUGS: dict[tuple[str, str, str], str] = {}
 
@@ -391,7 +393,7 @@ FALSE_MOVED_ALERT_BUG = (
     "BUG: a sell create whose node answer was lost leaves an unclaimed ('open') job; when the "
     "reconciler adopts and refunds it, advance_refund raises escrow_job_moved ('escrow job was open "
     "(worker None) before the bridge's first refund step') although nobody but the bridge touched "
-    "it: a false third-party alert to operators (SPEC §5 asks to alert on jobs moved without the bridge)")
+    "it: a false third-party alert to operators (docs/protocol.md §5 asks to alert on jobs moved without the bridge)")
 _FAILED = ("applied", "lost", "refused")
 #: (operation, node call, fault class) -> the operator alert codes the case must raise,
 #: exactly (none elsewhere: a fault of the node is not a third party moving escrow).
@@ -467,7 +469,7 @@ def test_one_fault(operation, call, fault, api, bridge, dev_node, node_db_path, 
     assert preimage_problems(api, [ctx.order_id]) == []
     assert alert_codes(bridge) == ALERTS.get((operation, call, FAULT_CLASS[fault]), set())
     # The operator's read-only audit agrees: nothing stranded, moved, missing or doubled.
-    assert operator_audit.audit(bridge, include_terminal=True) == []
+    assert audit.audit(bridge, include_terminal=True) == []
 
 
 def test_lost_create_is_not_reported_as_moved_escrow(api, bridge, dev_node, seller, buyer):

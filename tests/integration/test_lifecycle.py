@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge_support import ADMIN_TOKEN, BUYER_ETH, SELLER_ETH, WORKER, matched_buy, matched_sell, open_sell
 
-from otc_bridge.model import Status
+from otc_bridge.domain.status import Status
 
 
 def test_sell_order_swap_pays_buyer_exactly_once(api, dev_node, seller, buyer, bridge):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from bridge_support import ADMIN_TOKEN, SELLER_ETH, matched_sell, open_sell
 
-import otc_bridge.escrow as escrow_module
-from otc_bridge import reconcile
-from otc_bridge.model import Status
+import otc_bridge.node.client as escrow_module
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement import reconcile
 
 
 def outbox_topics(bridge, order_id: str) -> list[str]:
@@ -74,7 +74,8 @@ def test_refund_interrupted_by_a_node_error_is_finished_by_the_reconciler(api, d
 
 
 def test_job_with_a_wrong_amount_is_refunded_and_the_order_refused(api, dev_node, seller, bridge, monkeypatch):
-    # Send the naive float: the node truncates 2.01 RTC to 2,009,999 micro-RTC (NODE_API "Rounding trap").
+    # Send the naive float: the node truncates 2.01 RTC to 2,009,999 micro-RTC
+    # (docs/escrow-node.md §0, the rounding trap).
     monkeypatch.setattr(escrow_module, "reward_rtc_wire", lambda micro: micro / 1e6)
     status, body = api.create_order(seller, side="sell", pair="RTC/USDC", amount_micro_rtc=2_010_000,
                                     price_nano_quote=50_000_000, eth_address=SELLER_ETH)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, matched_buy, matched_sell, open_sell
 
-from otc_bridge import leases, reconcile
-from otc_bridge.model import Status
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement import reconcile
+from otc_bridge.storage import leases
 
 GRACE = 301  # past the default OTC_SETTLEMENT_STUCK_SECONDS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from otc_bridge import metrics
+from otc_bridge.storage import heartbeats
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def bridge_config(bridge_config):
 def bridge(bridge):
     """The test bridge, its database given the ``heartbeats`` table (a no-op once the schema
     migration that creates it exists)."""
-    bridge.db.connection().execute(metrics.HEARTBEATS_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
+    bridge.db.connection().execute(heartbeats.HEARTBEATS_DDL.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"))
     return bridge
 
 

@@ -34,8 +34,8 @@ from bridge_support import ADMIN_TOKEN, NODE_ADMIN_KEY, NodeHandle, open_sell  #
 from sse_support import SseClient, reached  # noqa: E402
 
 from otc_bridge.client import BridgeClient, Wallet  # noqa: E402
-from otc_bridge.devnode import create_app as create_devnode  # noqa: E402
-from otc_bridge.devnode.server import start_in_thread  # noqa: E402
+from otc_bridge.dev.node import create_app as create_devnode  # noqa: E402
+from otc_bridge.dev.node.server import start_in_thread  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

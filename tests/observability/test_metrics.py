@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from bridge_support import ADMIN_TOKEN, matched_sell
+from bridge_support import ADMIN_TOKEN, matched_sell, open_sell
 from sse_support import sample, scrape
 
-from otc_bridge import invariants, metrics
 from otc_bridge.app import create_app
+from otc_bridge.domain.status import Status
+from otc_bridge.notify import metrics
+from otc_bridge.storage import heartbeats, invariants, orders
 
 
 def _scrape(api) -> dict:
@@ -65,10 +67,10 @@ def test_stuck_orders_and_outbox_age_follow_the_clock(api, bridge, seller, buyer
 
 
 def test_reconcile_passes_are_recorded_and_summed(api, bridge):
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 2, "expired": 1, "errors": 0, "backoff_seconds": 0,
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 2, "expired": 1, "errors": 0, "backoff_seconds": 0,
                                                    "skipped_locked": 0}, now=1_700_000_000)
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 1, "skipped_locked": 0}, now=1_700_000_060)
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 9, "skipped_locked": 1}, now=1_700_000_090)
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 1, "skipped_locked": 0}, now=1_700_000_060)
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 9, "skipped_locked": 1}, now=1_700_000_090)
     got = _scrape(api)
     assert sample(got, "otc_reconcile_last_run_timestamp_seconds") == 1_700_000_060
     assert sample(got, "otc_worker_last_run_timestamp_seconds", worker="reconciler") == 1_700_000_060
@@ -80,15 +82,17 @@ def test_reconcile_passes_are_recorded_and_summed(api, bridge):
 
 def test_record_pass_never_raises(bridge, caplog):
     bridge.db.connection().execute("DROP TABLE heartbeats")
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 1}, now=1)
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 1}, now=1)
     assert "could not record the reconciler heartbeat" in caplog.text
 
 
-def test_invariant_failures_are_counted(api, bridge):
-    before = sample(_scrape(api), "otc_invariant_failures_total", code="order_missing")
+def test_invariant_failures_are_counted(api, seller, bridge):
+    order_id, _ = open_sell(api, seller)
+    completed = orders.get_order(bridge.db.connection(), order_id).replace(status=Status.COMPLETED)
+    before = sample(_scrape(api), "otc_invariant_failures_total", code="completed_without_trade")
     with pytest.raises(invariants.InvariantBroken):
-        invariants.check_after_commit(bridge.db, "otc_does_not_exist")
-    assert sample(_scrape(api), "otc_invariant_failures_total", code="order_missing") == before + 1
+        invariants.check_after_commit(bridge.db, completed, has_trade=False)
+    assert sample(_scrape(api), "otc_invariant_failures_total", code="completed_without_trade") == before + 1
 
 
 def test_metrics_token_when_configured(bridge):

@@ -7,9 +7,9 @@ import socket
 import sqlite3
 from contextlib import closing
 
-from otc_bridge import metrics
 from otc_bridge.api import health
 from otc_bridge.app import build_bridge, create_app
+from otc_bridge.storage import heartbeats
 
 
 def _closed_port() -> int:
@@ -27,7 +27,7 @@ def test_ready_when_everything_answers(http_client, bridge):
     assert body["ok"] is True and body["checks"]["reconciler"]["starting"] is True
     assert body["checks"]["database"] == {"ok": True}
     assert body["checks"]["node"]["ok"] is True and body["checks"]["node"]["status_code"] == 200
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 0}, now=bridge.now())
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 0}, now=bridge.now())
     response = http_client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json()["checks"]["reconciler"]["last_run_at"] == bridge.now()
@@ -43,7 +43,7 @@ def test_not_ready_when_the_node_is_down(bridge):
 
 def test_not_ready_when_the_reconciler_heartbeat_is_stale(http_client, bridge):
     interval = bridge.config.reconcile_interval_seconds
-    metrics.record_pass(bridge.db, "reconciler", {"promoted": 1}, now=bridge.now() - 3 * interval - 1)
+    heartbeats.record_pass(bridge.db, "reconciler", {"promoted": 1}, now=bridge.now() - 3 * interval - 1)
     response = http_client.get("/readyz")
     assert response.status_code == 503
     body = response.get_json()

@@ -1,5 +1,5 @@
 """Request ids and structured logs: echoed or generated, on every record made during a request,
-one access line per request, JSON lines from :func:`otc_bridge.logs.configure_logging`."""
+one access line per request, JSON lines from :func:`otc_bridge.notify.logs.configure_logging`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from otc_bridge import logs
+from otc_bridge.notify import logs
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The observability settings are validated like every other (SPEC §3: a bad value names its variable)."""
+"""The observability settings are validated like every other (docs/protocol.md §3: a bad value names its variable)."""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from bridge_support import matched_sell, open_sell
 
-from otc_bridge.api import stream
-from otc_bridge.api.stream import Filters, StreamHub, frames
+from otc_bridge.api.stream import close_all
+from otc_bridge.notify import stream
+from otc_bridge.notify.stream import Filters, StreamHub, frames
 
 STREAMED = "SELECT event_id FROM order_events WHERE kind IN ('transition', 'note') AND event_id > ? ORDER BY event_id"
 
@@ -87,6 +88,6 @@ def test_close_ends_open_streams_at_once_and_refuses_new_ones(bridge):
 
 
 def test_close_all_closes_the_apps_hub(http_client, hub):
-    stream.close_all()  # what a gunicorn worker's exit hooks call
+    close_all()  # what a gunicorn worker's exit hooks call
     response = http_client.get("/api/stream")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"

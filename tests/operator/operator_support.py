@@ -8,8 +8,10 @@ from typing import Any
 
 from bridge_support import ADMIN_TOKEN, WORKER, matched_sell
 
-from otc_bridge import reconcile
-from otc_bridge.escrow import payout_tx_hash
+from otc_bridge.domain.order import Order
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.settlement import reconcile
+from otc_bridge.storage import orders
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MALLORY = "mallory"
@@ -18,6 +20,11 @@ PAYOUT = 10_000_000  # matched_sell's default amount, paid to the buyer
 
 def row(bridge, order_id: str):
     return bridge.db.read_one("SELECT * FROM orders WHERE order_id = ?", (order_id,))
+
+
+def order_of(bridge, order_id: str) -> Order:
+    """The typed order, as the bridge's services take it."""
+    return orders.get_order(bridge.db.connection(), order_id)
 
 
 def events(bridge, order_id: str) -> list:
@@ -43,7 +50,7 @@ def pending_count(dev_node, status: str = "pending") -> int:
 
 
 def third_party(dev_node, job_id: str, action: str, **body: str):
-    """Act on ``/agent/jobs/<id>/<action>`` as anyone may (NODE_API §2)."""
+    """Act on ``/agent/jobs/<id>/<action>`` as anyone may (docs/escrow-node.md §2)."""
     return dev_node.post(f"/agent/jobs/{job_id}/{action}", body)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bridge_support import matched_sell, open_sell
 from operator_support import ADMIN, payout_pending_sell, recovery_after_void, row
 
-from otc_bridge import operator
+from otc_bridge.operator import attention
 
 
 def _refund_pending(api, dev_node, seller) -> str:
@@ -30,7 +30,7 @@ def test_lists_the_orders_needing_an_operator_with_their_events(api, dev_node, s
     settling = _stuck_settling(api, dev_node, seller, buyer)
     open_sell(api, seller, amount_micro_rtc=5_000_000)
 
-    listed = {item["order_id"]: item for item in operator.attention(bridge)}
+    listed = {item["order_id"]: item for item in attention.attention(bridge)}
     assert set(listed) == {recovery, refund}  # payout_pending and settling are still young
 
     item = listed[recovery]
@@ -43,11 +43,11 @@ def test_lists_the_orders_needing_an_operator_with_their_events(api, dev_node, s
 
     real_clock = bridge.clock
     bridge.clock = lambda: real_clock() + bridge.config.settlement_stuck_seconds
-    assert {i["order_id"] for i in operator.attention(bridge)} == {recovery, refund, settling}
+    assert {i["order_id"] for i in attention.attention(bridge)} == {recovery, refund, settling}
     bridge.clock = lambda: real_clock() + 3600
-    assert {i["order_id"] for i in operator.attention(bridge)} == {recovery, refund, settling, pending}
+    assert {i["order_id"] for i in attention.attention(bridge)} == {recovery, refund, settling, pending}
     bridge.clock = real_clock
-    assert {i["order_id"] for i in operator.attention(bridge, older_than_seconds=0)} == {recovery, refund, pending}
+    assert {i["order_id"] for i in attention.attention(bridge, older_than_seconds=0)} == {recovery, refund, pending}
 
     response = http_client.get("/admin/attention?older_than=0", headers=ADMIN)
     assert response.status_code == 200
@@ -61,5 +61,5 @@ def test_lists_the_orders_needing_an_operator_with_their_events(api, dev_node, s
 
 def test_nothing_needs_attention_on_a_quiet_book(api, seller, bridge, http_client):
     open_sell(api, seller)
-    assert operator.attention(bridge) == []
+    assert attention.attention(bridge) == []
     assert http_client.get("/admin/attention", headers=ADMIN).get_json() == {"ok": True, "orders": []}

@@ -13,14 +13,18 @@ from operator_support import (
     completed_sell,
     db_snapshot,
     node_snapshot,
+    order_of,
     payout_pending_sell,
     row,
     third_party,
 )
 
-from otc_bridge import operator, operator_audit, reconcile, settlement
-from otc_bridge.model import Status
-from otc_bridge.operator_audit import audit
+from otc_bridge.domain.status import Status
+from otc_bridge.operator import audit as operator_audit
+from otc_bridge.operator import common
+from otc_bridge.operator.audit import audit
+from otc_bridge.settlement import reconcile, record
+from otc_bridge.storage.events import NodeRef
 
 
 def codes(found, order_id=None) -> list[str]:
@@ -28,7 +32,7 @@ def codes(found, order_id=None) -> list[str]:
 
 
 def post_job(dev_node, poster: str, tags: list[str]) -> str:
-    """A job posted straight on the node (anyone may post for any wallet, NODE_API §2)."""
+    """A job posted straight on the node (anyone may post for any wallet, docs/escrow-node.md §2)."""
     response = dev_node.post("/agent/jobs", {"poster_wallet": poster, "title": "OTC Bridge Escrow: lost",
                                              "description": "escrow whose create answer was lost",
                                              "reward_rtc": 1.0, "ttl_seconds": 86400, "tags": tags})
@@ -71,7 +75,7 @@ def test_job_moved_on_the_node_by_someone_else(api, dev_node, seller, bridge):
 def test_escrow_left_behind_by_an_ended_order(api, dev_node, seller, bridge):
     order_id, _ = open_sell(api, seller)
     # Simulate a bug that ends a sell order without refunding its escrow (an allowed edge).
-    settlement.move(bridge, row(bridge, order_id), Status.CANCELLED, actor="bug", reason="simulated bug",
+    record.move(bridge, order_of(bridge, order_id), Status.CANCELLED, actor="bug", reason="simulated bug",
                     changes={"end_cause": "cancelled", "ended_at": bridge.now()})
     assert audit(bridge) == []  # terminal orders only with include_terminal
     found = audit(bridge, include_terminal=True)
@@ -81,9 +85,9 @@ def test_escrow_left_behind_by_an_ended_order(api, dev_node, seller, bridge):
 
 def test_amounts_differing_from_the_order(api, dev_node, seller, bridge):
     order_id, _ = open_sell(api, seller)
-    order = row(bridge, order_id)
-    settlement.annotate(bridge, order, {"escrow_total_micro_rtc": order["escrow_total_micro_rtc"] + 1},
-                        reason="simulated corruption")
+    order = order_of(bridge, order_id)
+    record.Step(bridge, order).annotate({"escrow_total_micro_rtc": order.escrow_total_micro_rtc + 1},
+                                        reason="simulated corruption")
     found = audit(bridge)
     assert [(m.code, m.order_id) for m in found] == [("amount_mismatch", order_id)]
     assert "10500001" in found[0].detail
@@ -101,8 +105,8 @@ def test_two_payouts_for_one_order(api, dev_node, seller, buyer, bridge):
     order_id = completed_sell(api, dev_node, seller, buyer, bridge)
     rogue = f"otc_payout:{order_id}:1"
     # A tool that skipped the checks: its key is recorded, then sent, and the node pays it too.
-    operator.operator_note(bridge, row(bridge, order_id), actor="operator:rogue", reason="no checks",
-                           node=settlement.NodeRef("POST /wallet/transfer", "intent", rogue))
+    common.operator_note(bridge, order_of(bridge, order_id), actor="operator:rogue", reason="no checks",
+                           node=NodeRef("POST /wallet/transfer", "intent", rogue))
     dev_node.fund(WORKER, "10")
     sent = dev_node.post("/wallet/transfer", {"from_miner": WORKER, "to_miner": buyer.address, "amount_rtc": 10.0,
                                               "reason": rogue, "idempotency_key": rogue}, admin=True)

@@ -17,8 +17,8 @@ from operator_support import (
     row,
 )
 
-from otc_bridge import reconcile
-from otc_bridge.escrow import payout_tx_hash
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.settlement import reconcile
 
 REDRIVE = "/admin/orders/{}/redrive-payout"
 
@@ -213,13 +213,13 @@ def test_a_second_operator_cannot_slip_in_between_intent_and_send(api, dev_node,
     (recorded, not yet sent, so ``not_found`` on the node) and issue another: a double pay."""
     import threading
 
-    from otc_bridge import operator_payout
-    from otc_bridge.errors import Conflict
+    from otc_bridge.domain.errors import Conflict
+    from otc_bridge.operator import redrive
 
     order_id = recovery_after_void(api, dev_node, seller, buyer, bridge)
     first = f"otc_payout:{order_id}:1"
     dev_node.add_fault(endpoint="POST /wallet/transfer", kind="latency", latency_ms=1000, count=1)
-    alice = threading.Thread(target=operator_payout.redrive_payout, args=(bridge, order_id),
+    alice = threading.Thread(target=redrive.redrive_payout, args=(bridge, order_id),
                              kwargs={"operator_name": "alice", "reason": "first", "new_key": True})
     alice.start()
     while bridge.db.read_one("SELECT 1 FROM order_events WHERE node_ref = ?", (first,)) is None:
@@ -227,7 +227,7 @@ def test_a_second_operator_cannot_slip_in_between_intent_and_send(api, dev_node,
     assert payout_status(dev_node, first) == "not_found"  # her transfer is still on its way
 
     try:
-        operator_payout.redrive_payout(bridge, order_id, operator_name="bob", reason="second", new_key=True)
+        redrive.redrive_payout(bridge, order_id, operator_name="bob", reason="second", new_key=True)
         raise AssertionError("a second new key was issued while the first was in flight")
     except Conflict as exc:
         assert "in progress" in exc.error

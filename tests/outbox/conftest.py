@@ -15,7 +15,7 @@ from outbox_support import Receiver, migrate  # noqa: E402
 from otc_bridge import crashpoints  # noqa: E402
 from otc_bridge.config import Config  # noqa: E402
 from otc_bridge.context import Bridge  # noqa: E402
-from otc_bridge.db import Database  # noqa: E402
+from otc_bridge.storage.db import Database  # noqa: E402
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from bridge_support import serve
 
-from otc_bridge import outbox, store
-from otc_bridge.db import Database
-from otc_bridge.webhooks import Webhook, verify_signature
+from otc_bridge.domain.destinations import Webhook
+from otc_bridge.domain.order import Order
+from otc_bridge.notify.webhooks import verify_signature
+from otc_bridge.storage import orders, outbox
+from otc_bridge.storage.db import Database
 
 SECRET = "s3cret-for-tests-0123456789"
 NOW = 1_800_000_000
@@ -89,12 +91,11 @@ class Receiver:
 
 
 def migrate(db: Database) -> None:
-    """Apply the outbox's schema version 2 (idempotent; the real migration list may have it)."""
-    with db.transaction() as tx:
-        outbox.migrate_v2(tx.conn)
+    """Bring ``db`` to the newest schema (the outbox's delivery table is version 2)."""
+    db.migrate()
 
 
-def insert_order(db: Database, order_id: str = "otc_0011223344556677", status: str = "open") -> sqlite3.Row:
+def insert_order(db: Database, order_id: str = "otc_0011223344556677", status: str = "open") -> Order:
     """A minimal buy order row (enough for alerts and order events)."""
     with db.transaction() as tx:
         tx.execute(
@@ -102,7 +103,7 @@ def insert_order(db: Database, order_id: str = "otc_0011223344556677", status: s
             " price_nano_quote, total_quote_nano, ttl_seconds, created_at, expires_at, updated_at)"
             " VALUES (?, 'buy', 'RTC/USDC', ?, 'RTCa', '', 1000000, 1, 1, 3600, ?, ?, ?)",
             (order_id, status, NOW - 10, NOW + 3600, NOW - 10))
-    return store.get_order(db.connection(), order_id)
+    return orders.get_order(db.connection(), order_id)
 
 
 def add_event(db: Database, topic: str = "order.completed", *, now: int = NOW, order_id: str | None = None,
@@ -110,7 +111,7 @@ def add_event(db: Database, topic: str = "order.completed", *, now: int = NOW, o
     """One outbox row as a transition writes it; returns its event key."""
     key = f"{topic}:{order_id}:{order_version}"
     with db.transaction() as tx:
-        store.enqueue(tx, topic=topic, order_id=order_id, order_version=order_version, now=now, event_key=key,
+        outbox.enqueue(tx, topic=topic, order_id=order_id, order_version=order_version, now=now, event_key=key,
                       payload={"order_id": order_id, "to": topic.split(".")[-1], **payload})
     return key
 

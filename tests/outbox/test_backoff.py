@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from otc_bridge.outbox import backoff_seconds
+from otc_bridge.notify.outbox_worker import backoff_seconds
 
 
 @pytest.mark.parametrize("seed", range(20))

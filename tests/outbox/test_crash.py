@@ -12,8 +12,9 @@ import time
 import pytest
 from outbox_support import NOW, SECRET, add_event, deliveries, migrate, row
 
-from otc_bridge import crashpoints, outbox
-from otc_bridge.db import Database
+from otc_bridge import crashpoints
+from otc_bridge.notify import outbox_worker
+from otc_bridge.storage.db import Database
 
 
 class WorkerDied(BaseException):
@@ -33,19 +34,19 @@ def test_crash_after_the_post_redelivers_the_same_event_after_the_claim_expires(
     key = add_event(local.db)
     crash_at("outbox:after_send")
     with pytest.raises(WorkerDied):
-        outbox.run_once(local, NOW)
+        outbox_worker.run_once(local, NOW)
     assert receiver.ids() == [key]  # the receiver got it, the worker never recorded it
     assert deliveries(local.db, key)["main"]["state"] == "delivering"
 
     visible_again = NOW + local.config.outbox_visibility_seconds
-    assert outbox.run_once(local, visible_again - 1)["delivered"] == 0  # claim still live
-    assert outbox.run_once(local, visible_again)["delivered"] == 1
+    assert outbox_worker.run_once(local, visible_again - 1)["delivered"] == 0  # claim still live
+    assert outbox_worker.run_once(local, visible_again)["delivered"] == 1
     assert receiver.ids() == [key, key]  # same stable id: the receiver deduplicates
     assert all(call.signed_ok() for call in receiver.calls)
     delivery = deliveries(local.db, key)["main"]
     assert (delivery["state"], delivery["attempts"]) == ("delivered", 2)
     assert row(local.db, key)["state"] == "delivered"
-    outbox.run_once(local, visible_again + 86400)
+    outbox_worker.run_once(local, visible_again + 86400)
     assert len(receiver.calls) == 2
 
 
@@ -54,9 +55,9 @@ def test_crash_between_claim_and_post_sends_it_later(local, receiver):
     key = add_event(local.db)
     crash_at("outbox:before_send")
     with pytest.raises(WorkerDied):
-        outbox.run_once(local, NOW)
+        outbox_worker.run_once(local, NOW)
     assert receiver.calls == []
-    assert outbox.run_once(local, NOW + local.config.outbox_visibility_seconds)["delivered"] == 1
+    assert outbox_worker.run_once(local, NOW + local.config.outbox_visibility_seconds)["delivered"] == 1
     assert receiver.ids() == [key]
 
 

@@ -8,7 +8,8 @@ import threading
 
 from outbox_support import NOW, SECRET, add_event, deliveries, row
 
-from otc_bridge import leases, outbox
+from otc_bridge.notify import outbox_worker
+from otc_bridge.storage import leases
 
 
 def test_each_event_is_delivered_exactly_once_with_a_valid_signature(local, receiver):
@@ -16,7 +17,7 @@ def test_each_event_is_delivered_exactly_once_with_a_valid_signature(local, rece
     keys = [add_event(local.db, f"order.{s}", order_id="otc_a", order_version=v)
             for v, s in enumerate(["open", "matched", "settling", "payout_pending", "completed"], start=1)]
 
-    counts = outbox.run_once(local, NOW)
+    counts = outbox_worker.run_once(local, NOW)
     assert counts == {"fanned_out": 5, "delivered": 5, "retried": 0, "dead": 0, "errors": 0,
                       "skipped_locked": 0, "more": 0}
     assert receiver.ids() == keys  # oldest first
@@ -33,7 +34,7 @@ def test_each_event_is_delivered_exactly_once_with_a_valid_signature(local, rece
         assert deliveries(local.db, key)["main"]["attempts"] == 1
     # A delivered row is never sent again.
     for later in (NOW + 1, NOW + 3600, NOW + 86400 * 30):
-        assert outbox.run_once(local, later)["delivered"] == 0
+        assert outbox_worker.run_once(local, later)["delivered"] == 0
     assert len(receiver.calls) == 5
 
 
@@ -47,7 +48,7 @@ def test_each_destination_gets_only_the_types_it_asked_for(local, make_receiver)
     done = add_event(local.db, "order.completed", order_id="otc_b", order_version=2)
     alert = add_event(local.db, "alert", order_id="otc_b", order_version=2, code="payout_voided", message="m")
 
-    assert outbox.run_once(local, NOW)["delivered"] == 7
+    assert outbox_worker.run_once(local, NOW)["delivered"] == 7
     assert completed.ids() == [done]
     assert orders.ids() == [opened, done]
     assert everything.ids() == [opened, done, alert]
@@ -58,7 +59,7 @@ def test_each_destination_gets_only_the_types_it_asked_for(local, make_receiver)
 def test_an_event_nobody_wants_is_done_at_once(local, receiver):
     local.config = local.config.replace(webhooks=(receiver.hook(events=("order.completed",)),))
     key = add_event(local.db, "order.open", order_id="otc_c")
-    assert outbox.run_once(local, NOW)["fanned_out"] == 1
+    assert outbox_worker.run_once(local, NOW)["fanned_out"] == 1
     assert row(local.db, key)["state"] == "delivered" and deliveries(local.db, key) == {}
     assert receiver.calls == []
 
@@ -68,13 +69,13 @@ def test_a_failing_destination_does_not_hold_back_or_repeat_another(local, make_
     local.config = local.config.replace(webhooks=(good.hook("good"), bad.hook("bad")))
     keys = [add_event(local.db, "order.open", order_id=f"otc_{i}") for i in range(3)]
 
-    counts = outbox.run_once(local, NOW)
+    counts = outbox_worker.run_once(local, NOW)
     assert (counts["delivered"], counts["retried"]) == (3, 1)
     # The bad receiver was tried once this pass: its other deliveries wait for the next.
     assert good.ids() == keys and len(bad.calls) == 1
     assert {row(local.db, k)["state"] for k in keys} == {"delivering"}
     bad.status = 200
-    outbox.run_once(local, NOW + 3600)
+    outbox_worker.run_once(local, NOW + 3600)
     assert bad.ids() == [keys[0], *keys] and good.ids() == keys  # the failed one, then all
     assert {row(local.db, k)["state"] for k in keys} == {"delivered"}
 
@@ -83,7 +84,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(local, receiver):
     receiver.status = 302
     local.config = local.config.replace(webhooks=(receiver.hook(),))
     key = add_event(local.db)
-    assert outbox.run_once(local, NOW)["retried"] == 1
+    assert outbox_worker.run_once(local, NOW)["retried"] == 1
     assert [call.path for call in receiver.calls] == ["/hook"]
     assert deliveries(local.db, key)["main"]["last_error"] == "HTTP 302: receiver says no"
 
@@ -101,7 +102,7 @@ def test_timeouts_and_refused_connections_are_failed_attempts(local):
             *(outbox_hook(name, f"http://127.0.0.1:{port}/h")
               for name, port in (("silent", silent.getsockname()[1]), ("closed", closed_port))),))
         key = add_event(local.db)
-        assert outbox.run_once(local, NOW)["retried"] == 2
+        assert outbox_worker.run_once(local, NOW)["retried"] == 2
     finally:
         silent.close()
     found = deliveries(local.db, key)
@@ -110,7 +111,7 @@ def test_timeouts_and_refused_connections_are_failed_attempts(local):
 
 
 def outbox_hook(name, url):
-    from otc_bridge.webhooks import Webhook
+    from otc_bridge.domain.destinations import Webhook
 
     return Webhook(name=name, url=url, secret=SECRET, events=("*",))
 
@@ -118,10 +119,10 @@ def outbox_hook(name, url):
 def test_a_pass_is_skipped_while_another_process_holds_the_lease(local, receiver):
     local.config = local.config.replace(webhooks=(receiver.hook(),))
     add_event(local.db)
-    assert leases.try_acquire(local.db, outbox.LEASE_NAME, "someone-else", 60, NOW)
-    assert outbox.run_once(local, NOW)["skipped_locked"] == 1
+    assert leases.try_acquire(local.db, outbox_worker.LEASE_NAME, "someone-else", 60, NOW)
+    assert outbox_worker.run_once(local, NOW)["skipped_locked"] == 1
     assert receiver.calls == []
-    assert outbox.run_once(local, NOW + 61)["delivered"] == 1  # the other holder's lease lapsed
+    assert outbox_worker.run_once(local, NOW + 61)["delivered"] == 1  # the other holder's lease lapsed
 
 
 def test_racing_workers_deliver_each_event_once(local, receiver):
@@ -132,7 +133,7 @@ def test_racing_workers_deliver_each_event_once(local, receiver):
     def work():
         start.wait()
         for _ in range(5):
-            outbox.run_once(local, NOW)
+            outbox_worker.run_once(local, NOW)
         local.db.close()
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -147,9 +148,9 @@ def test_a_removed_destination_ends_dead_without_an_alert(local, receiver):
     local.config = local.config.replace(webhooks=(receiver.hook(),))
     receiver.status = 500
     key = add_event(local.db)
-    outbox.run_once(local, NOW)
+    outbox_worker.run_once(local, NOW)
     local.config = local.config.replace(webhooks=())
-    assert outbox.run_once(local, NOW + 3600)["dead"] == 1
+    assert outbox_worker.run_once(local, NOW + 3600)["dead"] == 1
     assert row(local.db, key)["state"] == "dead"
     assert "no longer configured" in deliveries(local.db, key)["main"]["last_error"]
     assert local.db.read("SELECT 1 FROM outbox WHERE topic = 'alert'") == []

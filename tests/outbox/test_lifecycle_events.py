@@ -8,7 +8,9 @@ import pytest
 from bridge_support import matched_sell
 from outbox_support import migrate
 
-from otc_bridge import crashpoints, outbox, reconcile
+from otc_bridge import crashpoints
+from otc_bridge.notify import outbox_worker
+from otc_bridge.settlement import reconcile
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def test_a_completed_swap_reaches_the_webhook_once_per_transition(api, dev_node,
     reconcile.run_once(bridge)
     assert api.order(order_id)[1]["order"]["status"] == "completed"
 
-    assert outbox.run_once(bridge)["errors"] == 0
+    assert outbox_worker.run_once(bridge)["errors"] == 0
     keys = [r["event_key"] for r in bridge.db.read(
         "SELECT event_key FROM outbox WHERE order_id = ? AND topic LIKE 'order.%' ORDER BY outbox_id", (order_id,))]
     assert orders.ids() == keys and len(set(keys)) == len(keys)
@@ -47,7 +49,7 @@ def test_a_completed_swap_reaches_the_webhook_once_per_transition(api, dev_node,
     assert "htlc_secret" not in bodies[-2]["data"]["order"]  # never before completed
     assert alerts.calls == []
     # Nothing is sent twice.
-    outbox.run_once(bridge, bridge.now() + 86400)
+    outbox_worker.run_once(bridge, bridge.now() + 86400)
     assert len(orders.calls) == len(keys)
 
 
@@ -74,7 +76,7 @@ def test_an_alert_committed_just_before_the_process_dies_is_delivered(api, dev_n
     pending = bridge.db.read("SELECT * FROM outbox WHERE topic = 'alert' AND state = 'pending'")
     assert [r["order_id"] for r in pending] == [order_id]
 
-    assert outbox.run_once(bridge)["errors"] == 0
+    assert outbox_worker.run_once(bridge)["errors"] == 0
     assert alerts.ids() == [pending[0]["event_key"]]
     embed = alerts.calls[0].json()["embeds"][0]
     assert embed["title"] == "OTC Bridge CRITICAL" and embed["color"] == 16711680

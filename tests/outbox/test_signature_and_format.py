@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from otc_bridge.webhooks import COLORS, Event, Webhook, alert_level, sign, verify_signature
+from otc_bridge.domain.destinations import Webhook
+from otc_bridge.notify.webhooks import COLORS, Event, alert_level, sign, verify_signature
 
 SECRET = "0123456789abcdef-secret"
 TS = 1_800_000_000

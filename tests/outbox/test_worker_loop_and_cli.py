@@ -39,7 +39,7 @@ def test_the_loop_can_be_disabled(local):
 
 def test_the_loop_survives_a_crashing_pass(local, receiver, monkeypatch):
     local.config = local.config.replace(webhooks=(receiver.hook(),))
-    real, calls = background.outbox.run_once, []
+    real, calls = background.outbox_worker.run_once, []
 
     def flaky(bridge, **kwargs):
         calls.append(1)
@@ -47,7 +47,7 @@ def test_the_loop_survives_a_crashing_pass(local, receiver, monkeypatch):
             raise RuntimeError("database is locked")
         return real(bridge, **kwargs)
 
-    monkeypatch.setattr(background.outbox, "run_once", flaky)
+    monkeypatch.setattr(background.outbox_worker, "run_once", flaky)
     add_event(local.db, now=int(time.time()))
     stop = background.start_outbox_worker(local, interval_seconds=0.05)
     try:

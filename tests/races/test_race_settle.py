@@ -3,7 +3,7 @@
 Confirms: exactly one request wins the ``matched -> settling`` claim, so the escrow is
 released (deliver + accept) once and the buyer is paid by exactly one transfer. Creates:
 one seller creating several orders at once gets exactly one correct escrow per order
-(the bridge serialises job creation per wallet, NODE_API §4). Replays: the same signed
+(the bridge serialises job creation per wallet, docs/escrow-node.md §4). Replays: the same signed
 create sent by eight threads at once locks one escrow.
 """
 
@@ -107,7 +107,7 @@ def test_one_seller_creating_concurrently_locks_exact_escrows(round_, count, api
 
 
 def test_escrow_creation_is_serialised_per_wallet(live_bridge, dev_node, seller, bridge):
-    """The dev node does not reproduce the real node's over-lock (NODE_API §4), so show the
+    """The dev node does not reproduce the real node's over-lock (docs/escrow-node.md §4), so show the
     serialisation itself: when every job creation takes >= 0.4 s on the node, three
     concurrent creates by one wallet cannot all be done in less than 3 x 0.4 s."""
     dev_node.add_fault(endpoint="POST /agent/jobs", kind="latency", latency_ms=400)

@@ -34,6 +34,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 import requests
+from bridge_support import violations_of
 from ledger_checks import (
     GRACE_SECONDS,
     NodeBook,
@@ -47,12 +48,12 @@ from ledger_checks import (
     settle,
 )
 
-from otc_bridge import crashpoints, reconcile
-from otc_bridge import orders as services
+from otc_bridge import crashpoints
 from otc_bridge.client import Wallet
-from otc_bridge.errors import BridgeError
-from otc_bridge.invariants import violations
-from otc_bridge.model import Status
+from otc_bridge.domain.errors import BridgeError
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement import reconcile
+from otc_bridge.trading import cancel, confirm, create, match
 
 MICRO = 1_000_000
 FUNDED_RTC = 20_000
@@ -107,7 +108,7 @@ class _ErrorLog(logging.Handler):
         self.records: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not record.name.startswith("otc_bridge.devnode"):
+        if not record.name.startswith("otc_bridge.dev.node"):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + "".join(traceback.format_exception(*record.exc_info))
@@ -279,13 +280,13 @@ class Simulation:
                                             "amount_micro_rtc": amount, "price_per_rtc_nano_quote": price,
                                             "ttl_seconds": ttl, "eth_address": eth, "wallet_auth": auth})
         else:
-            req = services.CreateRequest(side=side, pair=pair, wallet=wallet.address, quote_address=eth,
+            req = create.CreateRequest(side=side, pair=pair, wallet=wallet.address, quote_address=eth,
                                          amount_micro_rtc=amount, price_nano_quote=price, ttl_seconds=ttl,
                                          wallet_auth=auth)
 
             def call() -> dict:
-                created = services.create_order(self.bridge, req)
-                return {"order_id": created.order["order_id"], "status": created.order["status"],
+                created = create.create_order(self.bridge, req)
+                return {"order_id": created.order.order_id, "status": created.order.status,
                         "htlc_secret": created.htlc_secret}
 
             out = self.inproc(call, crash_at)
@@ -309,8 +310,8 @@ class Simulation:
                             {"wallet": wallet.address, "eth_address": eth, "wallet_auth": auth})
         else:
             def call() -> dict:
-                row, secret = services.match_order(self.bridge, order["order_id"], wallet.address, eth, auth)
-                return {"order_id": row["order_id"], "status": row["status"], "htlc_secret": secret}
+                row, secret = match.match_order(self.bridge, order["order_id"], wallet.address, eth, auth)
+                return {"order_id": row.order_id, "status": row.status, "htlc_secret": secret}
 
             out = self.inproc(call, crash_at)
         if out.code == 200 and out.body.get("htlc_secret"):
@@ -330,9 +331,9 @@ class Simulation:
             out = self.http(f"/api/orders/{order['order_id']}/confirm", body)
         else:
             def call() -> dict:
-                row = services.confirm_order(self.bridge, order["order_id"], secret=secret, quote_tx=quote_tx,
+                row = confirm.confirm_order(self.bridge, order["order_id"], secret=secret, quote_tx=quote_tx,
                                              wallet=party)
-                return {"order_id": row["order_id"], "status": row["status"]}
+                return {"order_id": row.order_id, "status": row.status}
 
             out = self.inproc(call, crash_at)
         if wrong and out.code == 200:
@@ -354,8 +355,8 @@ class Simulation:
             out = self.http(f"/api/orders/{order['order_id']}/cancel", {"wallet": wallet.address, "wallet_auth": auth})
         else:
             def call() -> dict:
-                row = services.cancel_order(self.bridge, order["order_id"], wallet.address, auth)
-                return {"order_id": row["order_id"], "status": row["status"]}
+                row = cancel.cancel_order(self.bridge, order["order_id"], wallet.address, auth)
+                return {"order_id": row.order_id, "status": row.status}
 
             out = self.inproc(call, crash_at)
         return f"cancel {self.tag(order)} by w{self.wallets.index(wallet)} [{how}] -> {self.describe(out)}"
@@ -427,7 +428,7 @@ class Simulation:
             if self.versions.get(row["order_id"]) != row["order_version"]:
                 self.versions[row["order_id"]] = row["order_version"]
                 changed.append(row["order_id"])
-                codes = violations(conn, row)
+                codes = violations_of(conn, row)
                 if codes:
                     problems.append(f"{row['order_id']} ({row['status']}): invariants broken {codes}")
             if row["escrow_job_id"]:

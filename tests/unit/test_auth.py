@@ -1,4 +1,4 @@
-"""Wallet signatures (SPEC §3): address formula, canonical wallets, the signed bytes,
+"""Wallet signatures (docs/protocol.md §3): address formula, canonical wallets, the signed bytes,
 every refusal code in the reference's order, and single-use replay protection."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from otc_bridge import auth
-from otc_bridge.auth import AuthError, VerifiedWallet
-from otc_bridge.db import Database
+from otc_bridge.domain import wallets
+from otc_bridge.domain.wallets import AuthError, VerifiedWallet
+from otc_bridge.storage import signatures
+from otc_bridge.storage.db import Database
 
 NOW = 1_800_000_000
 ACTION, ORDER_ID = "match_order", "otc_0123456789abcdef"
@@ -29,17 +30,17 @@ def _raw_public(key: Ed25519PrivateKey) -> bytes:
 
 KEY = _key(7)
 PUBLIC = _raw_public(KEY)
-WALLET = auth.wallet_for_public_key(PUBLIC)
+WALLET = wallets.wallet_for_public_key(PUBLIC)
 
 
 def _signed(wallet: str = WALLET, *, timestamp: int = NOW, key: Ed25519PrivateKey = KEY,
             bound: dict | None = None, action: str = ACTION) -> dict:
-    message = auth.signed_message(action, ORDER_ID, timestamp, wallet, BOUND if bound is None else bound)
+    message = wallets.signed_message(action, ORDER_ID, timestamp, wallet, BOUND if bound is None else bound)
     return {"public_key": _raw_public(key).hex(), "signature": key.sign(message).hex(), "timestamp": timestamp}
 
 
 def _verify(wallet: str, wallet_auth: object, *, now: int = NOW, bound: dict | None = None) -> VerifiedWallet:
-    return auth.verify(wallet, wallet_auth, action=ACTION, order_id=ORDER_ID,
+    return wallets.verify(wallet, wallet_auth, action=ACTION, order_id=ORDER_ID,
                        bound=BOUND if bound is None else bound, now=now)
 
 
@@ -65,8 +66,8 @@ def test_wallet_for_public_key_formula():
     ("RTC" + "aB0F" * 10, "RTC" + "ab0f" * 10),
 ])
 def test_canonical_wallet_lowercases_hex_and_keeps_prefix(text, canonical):
-    assert auth.is_native_wallet(text)
-    assert auth.canonical_wallet(text) == canonical
+    assert wallets.is_native_wallet(text)
+    assert wallets.canonical_wallet(text) == canonical
 
 
 @pytest.mark.parametrize("text", [
@@ -74,21 +75,22 @@ def test_canonical_wallet_lowercases_hex_and_keeps_prefix(text, canonical):
     "0x" + "ab" * 20, " RTC" + "ab" * 20, "RTC" + "ab" * 20 + " ", "alice",
 ])
 def test_non_native_wallets(text):
-    assert not auth.is_native_wallet(text)
+    assert not wallets.is_native_wallet(text)
     with pytest.raises(AuthError) as info:
-        auth.canonical_wallet(text)
+        wallets.canonical_wallet(text)
     assert info.value.code == "wallet_must_be_native_rtc_address"
 
 
 def test_trailing_newline_is_not_a_native_wallet():
     text = "RTC" + "ab" * 20 + "\n"
-    assert not auth.is_native_wallet(text)
+    assert not wallets.is_native_wallet(text)
     with pytest.raises(AuthError, match="wallet_must_be_native_rtc_address"):
-        auth.canonical_wallet(text)
+        wallets.canonical_wallet(text)
 
 
 def test_signed_message_is_compact_sorted_json():
-    message = auth.signed_message("create_order", "create_order", 5, "RTCx", {"side": "sell", "amount_micro_rtc": 1})
+    message = wallets.signed_message("create_order", "create_order", 5, "RTCx",
+                                         {"side": "sell", "amount_micro_rtc": 1})
     assert message == (b'{"action":"create_order","amount_micro_rtc":1,"order_id":"create_order",'
                        b'"side":"sell","timestamp":5,"wallet":"RTCx"}')
     assert json.loads(message) == {"action": "create_order", "amount_micro_rtc": 1, "order_id": "create_order",
@@ -97,7 +99,7 @@ def test_signed_message_is_compact_sorted_json():
 
 def test_signed_message_escapes_non_ascii():
     expected = b'{"action":"a","order_id":"o","timestamp":1,"wallet":"w","x":"\\u00e9"}'
-    assert auth.signed_message("a", "o", 1, "w", {"x": "é"}) == expected
+    assert wallets.signed_message("a", "o", 1, "w", {"x": "é"}) == expected
 
 
 # --- verify ----------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ def test_good_signature_is_accepted():
     verified = _verify(WALLET, _signed())
     assert verified.wallet == WALLET
     assert verified.timestamp == NOW
-    message = auth.signed_message(ACTION, ORDER_ID, NOW, WALLET, BOUND)
+    message = wallets.signed_message(ACTION, ORDER_ID, NOW, WALLET, BOUND)
     assert verified.digest == hashlib.sha256(PUBLIC + message).hexdigest()
 
 
@@ -207,7 +209,7 @@ def db(tmp_path) -> Database:
 
 def _consume(db: Database, verified: VerifiedWallet, now: int = NOW, action: str = ACTION) -> None:
     with db.transaction() as tx:
-        auth.consume(tx, verified, action, now)
+        signatures.consume(tx, verified, action, now)
 
 
 def test_consume_refuses_a_second_use(db):
@@ -231,7 +233,7 @@ def test_refused_replay_inside_a_transaction_rolls_back_with_it(db):
     _consume(db, verified)
     with pytest.raises(AuthError), db.transaction() as tx:
         tx.execute("INSERT INTO leases (name, holder, expires_at) VALUES ('x', 'y', 1)")
-        auth.consume(tx, verified, ACTION, NOW)
+        signatures.consume(tx, verified, ACTION, NOW)
     assert db.read("SELECT * FROM leases") == []
 
 

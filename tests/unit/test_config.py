@@ -1,4 +1,4 @@
-"""Settings from the environment (SPEC §3, STYLE.md 2): defaults, every bad value names its
+"""Settings from the environment (docs/protocol.md §3): defaults, every bad value names its
 variable, and the cross-field timelock rules."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ HOUR, DAY = 3600, 86400
 def test_defaults():
     cfg = Config.from_env({})
     assert cfg == Config()
-    assert (cfg.db_path, cfg.node_url, cfg.host, cfg.port) == ("otc_bridge.db", None, "127.0.0.1", 5580)
+    assert (cfg.db_path, cfg.node_url, cfg.host, cfg.port) == ("otc_bridge.storage.db", None, "127.0.0.1", 5580)
     assert cfg.node_admin_key is None and cfg.admin_token is None
     assert cfg.node_tls_verify is True and cfg.allow_insecure_admin is False
     assert (cfg.node_connect_timeout_seconds, cfg.node_read_timeout_seconds) == (3.05, 10.0)

@@ -1,4 +1,4 @@
-"""The one transaction helper and the migrations (SPEC §6, STYLE.md 3)."""
+"""The one transaction helper and the migrations (docs/protocol.md §6)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from otc_bridge import schema
-from otc_bridge.db import Database
+from otc_bridge.storage import schema
+from otc_bridge.storage.db import Database
 
 LATEST = max(version for version, _ in schema.MIGRATIONS)
 

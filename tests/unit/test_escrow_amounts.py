@@ -1,7 +1,7 @@
 """Wire-edge amounts: the floats sent to the escrow node land on the exact micro-RTC integer.
 
 The node's conversions are reproduced here independently of the module under test
-(NODE_API.md §0 "Rounding trap", §1.2, §1.11), then checked by brute force.
+(docs/escrow-node.md §0 "Rounding trap", §1.2, §1.11), then checked by brute force.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from otc_bridge.escrow_amounts import (
+from otc_bridge.node.amounts import (
     expected_escrow_micro_rtc,
     expected_fee_micro_rtc,
     payout_tx_hash,

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from otc_bridge import leases
-from otc_bridge.db import Database
-from otc_bridge.leases import LeaseBusy
+from otc_bridge.storage import leases
+from otc_bridge.storage.db import Database
+from otc_bridge.storage.leases import LeaseBusy
 
 T0 = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""Opening a database written by the reference bridge migrates it in place (SPEC §6)."""
+"""Opening a database written by the reference bridge migrates it in place (docs/protocol.md §6)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from otc_bridge.db import Database
-from otc_bridge.escrow import payout_tx_hash
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.storage.db import Database
 
 # The reference's tables as its files hold them (integer money; the legacy REAL variant
 # differs only in the three money columns).
@@ -50,7 +50,7 @@ def make_reference_db(path, money: str, rows: list[tuple]) -> None:
     (REAL_MONEY, 10.0, 0.05, 0.5),
 ])
 def test_reference_database_is_imported_in_place(tmp_path, money, amount, price, total):
-    path = str(tmp_path / "otc_bridge.db")
+    path = str(tmp_path / "otc_bridge.storage.db")
     make_reference_db(path, money, [
         ("otc_done", "completed", "s" * 64, amount, price, total),
         ("otc_open", "open", "t" * 64, amount, price, total),

@@ -1,4 +1,4 @@
-"""The transition table (SPEC §4, STYLE.md 4): every (from, to) pair of statuses is walked.
+"""The transition table (docs/protocol.md §4): every (from, to) pair of statuses is walked.
 
 An edge passes ``check_transition`` exactly when it is a key of ``TRANSITIONS``; every
 other pair (self-loops included) raises ``IllegalTransition``. The graph itself is checked
@@ -12,14 +12,7 @@ from collections import deque
 
 import pytest
 
-from otc_bridge.model import (
-    HOLDS_ESCROW,
-    TERMINAL,
-    TRANSITIONS,
-    IllegalTransition,
-    Status,
-    check_transition,
-)
+from otc_bridge.domain.status import HOLDS_ESCROW, TERMINAL, TRANSITIONS, IllegalTransition, Status, check_transition
 
 ALL_PAIRS = list(itertools.product(Status, Status))
 

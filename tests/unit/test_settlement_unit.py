@@ -1,6 +1,6 @@
-"""The money path against a faked node (`responses` at the requests edge, STYLE.md 9): pay the
+"""The money path against a faked node (`responses` at the requests edge): pay the
 buyer, release escrow, refund it. Each case asserts the order's end state, the alerts, and
-exactly which node calls were made (SPEC §4 rules 3-4, §5)."""
+exactly which node calls were made (docs/protocol.md §4 rules 3-4, §5)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from collections.abc import Iterator
 import pytest
 import requests
 import responses
+from bridge_support import broken_orders
 
-from otc_bridge import settlement, store
 from otc_bridge.app import build_bridge
 from otc_bridge.config import Config
 from otc_bridge.context import Bridge
-from otc_bridge.escrow import payout_tx_hash
-from otc_bridge.invariants import violations
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.settlement import payout, refund, release
+from otc_bridge.storage import events, orders
 
 NODE = "http://127.0.0.1:9"
 ADMIN_KEY = "unit-test-admin-key-0123456789abcdef"
@@ -69,14 +70,14 @@ def insert_order(bridge: Bridge, status: str, **overrides):
     names, marks = ", ".join(columns), ", ".join(f":{k}" for k in columns)
     with bridge.db.transaction() as tx:
         tx.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", columns)  # noqa: S608
-    return store.get_order(bridge.db.connection(), ORDER_ID)
+    return orders.get_order(bridge.db.connection(), ORDER_ID)
 
 
 def bridge_already_delivered(bridge: Bridge) -> None:
     """The history of a release resumed after the bridge's own deliver (its intent note)."""
     with bridge.db.transaction() as tx:
-        store.record_event(tx, ORDER_ID, 4, "node_call", actor="bridge", reason="release step from claimed: intent",
-                           now=NOW - 4, node=store.NodeRef("POST /agent/jobs/<job_id>/deliver", "intent", JOB_ID))
+        events.record_event(tx, ORDER_ID, 4, "node_call", actor="bridge", reason="release step from claimed: intent",
+                           now=NOW - 4, node=events.NodeRef("POST /agent/jobs/<job_id>/deliver", "intent", JOB_ID))
 
 
 def job(status: str, worker: str | None = WORKER, **overrides) -> dict:
@@ -105,7 +106,7 @@ def calls(node) -> list[str]:
 
 
 def fresh(bridge: Bridge):
-    return store.get_order(bridge.db.connection(), ORDER_ID)
+    return orders.get_order(bridge.db.connection(), ORDER_ID)
 
 
 def alerts(bridge: Bridge) -> list[str]:
@@ -113,7 +114,7 @@ def alerts(bridge: Bridge) -> list[str]:
 
 
 def assert_sound(bridge: Bridge) -> None:
-    assert violations(bridge.db.connection(), fresh(bridge)) == []
+    assert broken_orders(bridge.db.connection()) == {}
 
 
 # --- pay_buyer --------------------------------------------------------------------------------
@@ -121,8 +122,8 @@ def assert_sound(bridge: Bridge) -> None:
 def test_pay_pending_goes_payout_pending(bridge, node):
     order = insert_order(bridge, "settling")
     node.post(TRANSFER_URL, json=transfer("pending"))
-    out = settlement.pay_buyer(bridge, order)
-    assert (out["status"], out["order_version"], out["htlc_secret"]) == ("payout_pending", 5, SECRET)
+    out = payout.pay_buyer(bridge, order)
+    assert (out.status, out.order_version, out.htlc_secret) == ("payout_pending", 5, SECRET)
     assert calls(node) == [TRANSFER]
     request = node.calls[0].request
     assert request.headers["X-Admin-Key"] == ADMIN_KEY
@@ -137,8 +138,8 @@ def test_pay_pending_goes_payout_pending(bridge, node):
 def test_pay_confirmed_completes_with_a_trade(bridge, node):
     order = insert_order(bridge, "settling")
     node.post(TRANSFER_URL, json=transfer("confirmed"))
-    out = settlement.pay_buyer(bridge, order)
-    assert (out["status"], out["confirmed_at"], out["ended_at"]) == ("completed", NOW, NOW)
+    out = payout.pay_buyer(bridge, order)
+    assert (out.status, out.confirmed_at, out.ended_at) == ("completed", NOW, NOW)
     [trade] = bridge.db.read("SELECT * FROM trades")
     assert trade["trade_id"] == "trade_0123456789abcdef"
     assert (trade["seller_wallet"], trade["buyer_wallet"], trade["payout_micro_rtc"]) == (SELLER, BUYER, REWARD)
@@ -155,8 +156,8 @@ def test_pay_confirmed_completes_with_a_trade(bridge, node):
 def test_pay_voided_or_refused_goes_to_recovery_with_alert(bridge, node, answer, code):
     order = insert_order(bridge, "settling")
     node.post(TRANSFER_URL, **answer)
-    out = settlement.pay_buyer(bridge, order)
-    assert out["status"] == "settlement_recovery"
+    out = payout.pay_buyer(bridge, order)
+    assert out.status == "settlement_recovery"
     assert alerts(bridge) == [f"alert:{code}:{ORDER_ID}:5"]
     assert calls(node) == [TRANSFER]
     assert bridge.db.read("SELECT * FROM trades") == []
@@ -176,8 +177,8 @@ def test_pay_timeout_is_resolved_by_the_tx_lookup(bridge, node, lookup, status, 
     order = insert_order(bridge, "settling")
     node.post(TRANSFER_URL, **TIMEOUT)
     node.get(TX_URL, **lookup)
-    out = settlement.pay_buyer(bridge, order)
-    assert out["status"] == status
+    out = payout.pay_buyer(bridge, order)
+    assert out.status == status
     assert alerts(bridge) == ([f"alert:{code}:{ORDER_ID}:5"] if code else [])
     assert calls(node) == [TRANSFER, GET_TX]
     assert_sound(bridge)
@@ -188,8 +189,8 @@ def test_pay_timeout_then_not_found_resends_once_with_the_same_key(bridge, node)
     node.post(TRANSFER_URL, **TIMEOUT)
     node.post(TRANSFER_URL, json=transfer("pending"))
     node.get(TX_URL, **NOT_FOUND)
-    out = settlement.pay_buyer(bridge, order)
-    assert out["status"] == "payout_pending"
+    out = payout.pay_buyer(bridge, order)
+    assert out.status == "payout_pending"
     assert calls(node) == [TRANSFER, GET_TX, TRANSFER]
     first, second = (json.loads(node.calls[i].request.body) for i in (0, 2))
     assert second == first and second["idempotency_key"] == KEY
@@ -200,8 +201,8 @@ def test_pay_never_sends_a_third_time(bridge, node):
     order = insert_order(bridge, "settling")
     node.post(TRANSFER_URL, **TIMEOUT)
     node.get(TX_URL, **NOT_FOUND)
-    out = settlement.pay_buyer(bridge, order)
-    assert out["status"] == "settlement_recovery"
+    out = payout.pay_buyer(bridge, order)
+    assert out.status == "settlement_recovery"
     assert alerts(bridge) == [f"alert:payout_unknown:{ORDER_ID}:5"]
     assert calls(node) == [TRANSFER, GET_TX] * 2
 
@@ -214,8 +215,8 @@ def test_pay_again_from_payout_pending(bridge, node, phase, status, version):
         tx.execute("UPDATE orders SET status = 'payout_pending' WHERE order_id = ?", (ORDER_ID,))
     order = fresh(bridge)
     node.post(TRANSFER_URL, json=transfer(phase))
-    out = settlement.pay_buyer(bridge, order)
-    assert (out["status"], out["order_version"]) == (status, version)
+    out = payout.pay_buyer(bridge, order)
+    assert (out.status, out.order_version) == (status, version)
 
 
 # --- advance_release ---------------------------------------------------------------------------
@@ -231,8 +232,8 @@ def test_release_resumes_from_the_job_status(bridge, node, first, expected):
     step_ok(node, "deliver", "delivered")
     step_ok(node, "accept", "completed", reward_paid_rtc=10.0)
     node.post(TRANSFER_URL, json=transfer("pending"))
-    out = settlement.advance_release(bridge, order)
-    assert out["status"] == "payout_pending"
+    out = release.advance_release(bridge, order)
+    assert out.status == "payout_pending"
     assert calls(node) == expected
     if ACCEPT in expected:
         accept = node.calls[expected.index(ACCEPT)].request
@@ -249,7 +250,7 @@ def test_release_continues_when_the_re_read_shows_the_step_landed(bridge, node, 
     node.post(f"{JOB_URL}/deliver", **answer)
     step_ok(node, "accept", "completed", reward_paid_rtc=10.0)
     node.post(TRANSFER_URL, json=transfer("confirmed"))
-    assert settlement.advance_release(bridge, order)["status"] == "completed"
+    assert release.advance_release(bridge, order).status == "completed"
     assert calls(node) == [GET_JOB, DELIVER, GET_JOB, ACCEPT, TRANSFER]
     assert_sound(bridge)
 
@@ -270,8 +271,8 @@ def test_release_continues_when_the_re_read_shows_the_step_landed(bridge, node, 
 def test_release_of_a_moved_job_goes_to_recovery_without_transfer(bridge, node, moved):
     order = insert_order(bridge, "settling")
     reads(node, moved)
-    out = settlement.advance_release(bridge, order)
-    assert out["status"] == "settlement_recovery"
+    out = release.advance_release(bridge, order)
+    assert out.status == "settlement_recovery"
     assert alerts(bridge) == [f"alert:escrow_job_moved:{ORDER_ID}:5"]
     assert calls(node) == [GET_JOB]
     assert_sound(bridge)
@@ -282,8 +283,8 @@ def test_release_accept_credit_mismatch_goes_to_recovery(bridge, node):
     bridge_already_delivered(bridge)
     reads(node, job("delivered"))
     step_ok(node, "accept", "completed", reward_paid_rtc=9.999999)
-    out = settlement.advance_release(bridge, order)
-    assert out["status"] == "settlement_recovery"
+    out = release.advance_release(bridge, order)
+    assert out.status == "settlement_recovery"
     assert alerts(bridge) == [f"alert:escrow_credit_mismatch:{ORDER_ID}:5"]
     assert TRANSFER not in calls(node)
 
@@ -292,9 +293,9 @@ def test_deliver_refused_while_still_claimed_returns_to_matched(bridge, node):
     order = insert_order(bridge, "settling")
     reads(node, job("claimed"), job("claimed"))
     node.post(f"{JOB_URL}/deliver", json={"error": "Job is not in claimed state"}, status=409)
-    out = settlement.advance_release(bridge, order)
-    assert (out["status"], out["order_version"]) == ("matched", 5)
-    assert (out["htlc_secret"], out["quote_tx"], out["settling_at"]) == (None, None, None)
+    out = release.advance_release(bridge, order)
+    assert (out.status, out.order_version) == ("matched", 5)
+    assert (out.htlc_secret, out.quote_tx, out.settling_at) == (None, None, None)
     assert calls(node) == [GET_JOB, DELIVER, GET_JOB]
     assert alerts(bridge) == []
     assert_sound(bridge)
@@ -312,27 +313,27 @@ def test_release_without_progress_leaves_settling(bridge, node, first, step, ans
     reads(node, job(first))
     node.get(JOB_URL, **re_read)
     node.post(f"{JOB_URL}/{step}", **answer)
-    out = settlement.advance_release(bridge, order)
-    assert (out["status"], out["order_version"], out["htlc_secret"]) == ("settling", 4, SECRET)
+    out = release.advance_release(bridge, order)
+    assert (out.status, out.order_version, out.htlc_secret) == ("settling", 4, SECRET)
     assert calls(node) == [GET_JOB, STEP + step, GET_JOB]
     assert alerts(bridge) == []
 
 
 def test_release_of_a_job_delivered_by_someone_else_alerts_but_still_pays(bridge, node):
-    # No release step in the history: the bridge never delivered, so someone else did (SPEC §5).
+    # No release step in the history: the bridge never delivered, so someone else did (docs/protocol.md §5).
     order = insert_order(bridge, "settling")
     reads(node, job("delivered"))
     step_ok(node, "accept", "completed", reward_paid_rtc=REWARD / 1e6)
     node.post(TRANSFER_URL, json=transfer("pending"))
-    out = settlement.advance_release(bridge, order)
-    assert out["status"] == "payout_pending"
+    out = release.advance_release(bridge, order)
+    assert out.status == "payout_pending"
     assert alerts(bridge) == [f"alert:escrow_job_moved:{ORDER_ID}:4"]
 
 
 def test_release_with_unreadable_job_changes_nothing(bridge, node):
     order = insert_order(bridge, "settling")
     node.get(JOB_URL, **TIMEOUT)
-    assert settlement.advance_release(bridge, order)["status"] == "settling"
+    assert release.advance_release(bridge, order).status == "settling"
     assert calls(node) == [GET_JOB]
 
 
@@ -346,8 +347,8 @@ def test_release_with_unreadable_job_changes_nothing(bridge, node):
 def test_refund_of_an_already_returned_job_ends_the_order(bridge, node, job_status, cause, end):
     order = insert_order(bridge, "refund_pending", end_cause=cause)
     reads(node, job(job_status))
-    out = settlement.advance_refund(bridge, order)
-    assert (out["status"], out["ended_at"], out["order_version"]) == (end, NOW, 5)
+    out = refund.safe_refund_escrow(bridge, order)
+    assert (out.status, out.ended_at, out.order_version) == (end, NOW, 5)
     assert calls(node) == [GET_JOB]
     assert_sound(bridge)
 
@@ -364,8 +365,8 @@ def test_refund_walks_the_job_back_to_the_poster(bridge, node, first, expected):
     step_ok(node, "deliver", "delivered")
     step_ok(node, "dispute", "disputed")
     step_ok(node, "cancel", "cancelled", refunded_rtc=10.5)
-    out = settlement.advance_refund(bridge, order)
-    assert (out["status"], out["ended_at"]) == ("cancelled", NOW)
+    out = refund.safe_refund_escrow(bridge, order)
+    assert (out.status, out.ended_at) == ("cancelled", NOW)
     assert calls(node) == expected
     assert json.loads(node.calls[len(expected) - 1].request.body) == {"poster_wallet": SELLER}
     assert_sound(bridge)
@@ -375,13 +376,13 @@ def test_refund_returns_a_job_holding_the_wrong_amount(bridge, node):
     order = insert_order(bridge, "refund_pending", end_cause="escrow_rejected")
     reads(node, job("open", worker=None, reward_i64=REWARD - 1, escrow_i64=ESCROW - 1))
     step_ok(node, "cancel", "cancelled", refunded_rtc=10.499998)
-    assert settlement.advance_refund(bridge, order)["status"] == "cancelled"
+    assert refund.safe_refund_escrow(bridge, order).status == "cancelled"
     assert calls(node) == [GET_JOB, CANCEL] and alerts(bridge) == []
 
 
 def test_refund_without_a_job_ends_without_node_calls(bridge, node):
     order = insert_order(bridge, "refund_pending", escrow_job_id=None, end_cause="expired")
-    assert settlement.advance_refund(bridge, order)["status"] == "expired"
+    assert refund.safe_refund_escrow(bridge, order).status == "expired"
     assert calls(node) == []
 
 
@@ -393,8 +394,8 @@ def test_refund_without_a_job_ends_without_node_calls(bridge, node):
 def test_refund_of_a_released_or_foreign_job_goes_to_recovery(bridge, node, moved, code):
     order = insert_order(bridge, "refund_pending", end_cause="cancelled")
     reads(node, moved)
-    out = settlement.advance_refund(bridge, order)
-    assert (out["status"], out["htlc_secret"]) == ("settlement_recovery", None)
+    out = refund.safe_refund_escrow(bridge, order)
+    assert (out.status, out.htlc_secret) == ("settlement_recovery", None)
     assert alerts(bridge) == [f"alert:{code}:{ORDER_ID}:5"]
     assert calls(node) == [GET_JOB]
     assert_sound(bridge)  # recovery without a preimage is valid when reached from a refund
@@ -404,8 +405,8 @@ def test_refund_of_a_job_claimed_by_a_third_party_waits_and_alerts_once(bridge, 
     order = insert_order(bridge, "refund_pending", end_cause="cancelled")
     reads(node, job("claimed", worker="RTCthief"))
     for _ in range(2):
-        out = settlement.advance_refund(bridge, order)
-        assert (out["status"], out["order_version"]) == ("refund_pending", 4)
+        out = refund.safe_refund_escrow(bridge, order)
+        assert (out.status, out.order_version) == ("refund_pending", 4)
     assert alerts(bridge) == [f"alert:escrow_claimed_by_third_party:{ORDER_ID}:4"]
     alert_events = bridge.db.read("SELECT reason FROM order_events WHERE kind = 'alert'")
     assert len(alert_events) == 1 and "RTCthief" in alert_events[0]["reason"]
@@ -422,8 +423,8 @@ def test_refund_without_progress_stays_refund_pending(bridge, node, first, step,
     order = insert_order(bridge, "refund_pending", end_cause="cancelled")
     reads(node, job(first), job(first))
     node.post(f"{JOB_URL}/{step}", **answer)
-    out = settlement.advance_refund(bridge, order)
-    assert (out["status"], out["order_version"]) == ("refund_pending", 4)
+    out = refund.safe_refund_escrow(bridge, order)
+    assert (out.status, out.order_version) == ("refund_pending", 4)
     assert calls(node) == [GET_JOB, STEP + step, GET_JOB]
 
 
@@ -431,5 +432,5 @@ def test_refund_timeout_whose_cancel_landed_ends_the_order(bridge, node):
     order = insert_order(bridge, "refund_pending", end_cause="expired")
     reads(node, job("open", worker=None), job("cancelled", worker=None))
     node.post(f"{JOB_URL}/cancel", **TIMEOUT)
-    assert settlement.advance_refund(bridge, order)["status"] == "expired"
+    assert refund.safe_refund_escrow(bridge, order).status == "expired"
     assert calls(node) == [GET_JOB, CANCEL, GET_JOB]

@@ -1,5 +1,5 @@
-"""Order rows: the compare-and-swap transition, the audit log, the outbox (SPEC §4 rule 5,
-§6; STYLE.md 5), including a race between two real threads."""
+"""Order rows: the compare-and-swap transition, the audit log, the outbox (docs/protocol.md §4 rule 5,
+§6), including a race between two real threads."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import threading
 
 import pytest
 
-from otc_bridge import store
-from otc_bridge.db import Database
-from otc_bridge.model import IllegalTransition, Status
-from otc_bridge.store import ConcurrentUpdate, NodeRef
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import IllegalTransition, Status
+from otc_bridge.storage import orders, outbox
+from otc_bridge.storage.db import Database
+from otc_bridge.storage.events import NodeRef
+from otc_bridge.storage.orders import ConcurrentUpdate
 
 NOW = 1_800_000_000
 ORDER_ID = "otc_00112233aabbccdd"
@@ -20,7 +22,7 @@ SELLER = "RTC" + "a1" * 20
 BUYER = "RTC" + "b2" * 20
 
 
-def insert_order(db: Database, **overrides) -> sqlite3.Row:
+def insert_order(db: Database, **overrides) -> Order:
     """A sell order on the book, as ``orders.create_order`` leaves it (columns overridable)."""
     columns = {
         "order_id": ORDER_ID, "side": "sell", "pair": "RTC/USDC", "status": "open", "order_version": 1,
@@ -34,7 +36,7 @@ def insert_order(db: Database, **overrides) -> sqlite3.Row:
     names, marks = ", ".join(columns), ", ".join(f":{k}" for k in columns)
     with db.transaction() as tx:
         tx.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", columns)  # noqa: S608
-    return store.get_order(db.connection(), columns["order_id"])
+    return orders.get_order(db.connection(), columns["order_id"])
 
 
 @pytest.fixture
@@ -50,10 +52,12 @@ def _counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return events, outbox
 
 
-def _move(db: Database, order: sqlite3.Row, to: Status, **kwargs) -> int:
+def _move(db: Database, order: Order, to: Status, **kwargs) -> int:
+    """The transition's new order version."""
     with db.transaction() as tx:
-        return store.transition(tx, order, to, actor=kwargs.pop("actor", "tester"),
+        new = orders.transition(tx, order, to, actor=kwargs.pop("actor", "tester"),
                                 reason=kwargs.pop("reason", "because"), now=kwargs.pop("now", NOW), **kwargs)
+    return new.order_version
 
 
 MATCH = {"taker_wallet": BUYER, "taker_quote_address": "0x" + "22" * 20, "payout_wallet": BUYER,
@@ -64,9 +68,9 @@ def test_successful_transition_writes_row_event_and_outbox(db):
     order = insert_order(db)
     node = NodeRef("GET /agent/jobs/<job_id>", "ok", "job_1", {"status_code": 200})
     assert _move(db, order, Status.MATCHED, actor=BUYER, reason="taker matched", changes=MATCH, node=node) == 2
-    row = store.get_order(db.connection(), ORDER_ID)
-    assert (row["status"], row["order_version"], row["updated_at"]) == ("matched", 2, NOW)
-    assert {k: row[k] for k in MATCH} == MATCH
+    row = orders.get_order(db.connection(), ORDER_ID)
+    assert (row.status, row.order_version, row.updated_at) == ("matched", 2, NOW)
+    assert {k: getattr(row, k) for k in MATCH} == MATCH
     events = db.read("SELECT * FROM order_events")
     assert len(events) == 1
     event = events[0]
@@ -93,10 +97,11 @@ def test_successful_transition_writes_row_event_and_outbox(db):
 def test_each_transition_bumps_version_by_exactly_one(db):
     order = insert_order(db)
     path = [Status.MATCHED, Status.OPEN, Status.REFUND_PENDING, Status.CANCELLED]
+    changes = {Status.MATCHED: MATCH, Status.OPEN: dict.fromkeys(MATCH)}
     for expected, to in enumerate(path, start=2):
-        assert _move(db, order, to) == expected
-        order = store.get_order(db.connection(), ORDER_ID)
-        assert order["order_version"] == expected
+        assert _move(db, order, to, changes=changes.get(to)) == expected
+        order = orders.get_order(db.connection(), ORDER_ID)
+        assert order.order_version == expected
     keys = [r["event_key"] for r in db.read("SELECT event_key FROM outbox ORDER BY outbox_id")]
     assert keys == [f"order.{to}:{ORDER_ID}:{v}" for v, to in enumerate(path, start=2)]
     versions = [r["order_version"] for r in db.read("SELECT order_version FROM order_events ORDER BY event_id")]
@@ -105,7 +110,7 @@ def test_each_transition_bumps_version_by_exactly_one(db):
 
 def _stale_by_version(db, order):
     with db.transaction() as tx:
-        store.annotate(tx, order, {"end_cause": "x"}, actor="other", reason="someone else", now=NOW)
+        orders.annotate(tx, order, {"end_cause": "x"}, actor="other", reason="someone else", now=NOW)
 
 
 def _stale_by_status(db, order):
@@ -121,15 +126,15 @@ def _stale_by_transition(db, order):
 def test_stale_row_raises_concurrent_update_and_writes_nothing(db, make_stale):
     stale = insert_order(db)
     make_stale(db, stale)
-    before_row = dict(store.get_order(db.connection(), ORDER_ID))
+    before_row = orders.get_order(db.connection(), ORDER_ID)
     before = _counts(db.connection())
     with db.transaction() as tx:
         with pytest.raises(ConcurrentUpdate, match=ORDER_ID):
-            store.transition(tx, stale, Status.REFUND_PENDING, actor="a", reason="r", now=NOW + 5,
+            orders.transition(tx, stale, Status.REFUND_PENDING, actor="a", reason="r", now=NOW + 5,
                              changes={"end_cause": "cancelled"})
         assert _counts(tx.conn) == before  # nothing written, even inside the transaction
     assert _counts(db.connection()) == before
-    assert dict(store.get_order(db.connection(), ORDER_ID)) == before_row
+    assert orders.get_order(db.connection(), ORDER_ID) == before_row
 
 
 @pytest.mark.parametrize(("status", "to"), [
@@ -140,17 +145,17 @@ def test_illegal_edge_raises_before_any_write(db, status, to):
     order = insert_order(db, status=status)
     with db.transaction() as tx:
         with pytest.raises(IllegalTransition):
-            store.transition(tx, order, to, actor="a", reason="r", now=NOW, changes={"end_cause": "x"})
+            orders.transition(tx, order, to, actor="a", reason="r", now=NOW, changes={"end_cause": "x"})
         assert _counts(tx.conn) == (0, 0)
-    row = store.get_order(db.connection(), ORDER_ID)
-    assert (row["status"], row["order_version"], row["end_cause"]) == (status, 1, None)
+    row = orders.get_order(db.connection(), ORDER_ID)
+    assert (row.status, row.order_version, row.end_cause) == (status, 1, None)
 
 
 def test_illegal_edge_wins_over_stale_row(db):
     stale = insert_order(db)
     _stale_by_version(db, stale)
     with pytest.raises(IllegalTransition), db.transaction() as tx:
-        store.transition(tx, stale, Status.COMPLETED, actor="a", reason="r", now=NOW)
+        orders.transition(tx, stale, Status.COMPLETED, actor="a", reason="r", now=NOW)
 
 
 @pytest.mark.parametrize("column", [
@@ -161,22 +166,22 @@ def test_non_whitelisted_column_is_refused(db, column):
     order = insert_order(db)
     with db.transaction() as tx:
         with pytest.raises(ValueError, match="not settable"):
-            store.transition(tx, order, Status.MATCHED, actor="a", reason="r", now=NOW,
+            orders.transition(tx, order, Status.MATCHED, actor="a", reason="r", now=NOW,
                              changes={**MATCH, column: 1})
         with pytest.raises(ValueError, match="not settable"):
-            store.annotate(tx, order, {column: 1}, actor="a", reason="r", now=NOW)
+            orders.annotate(tx, order, {column: 1}, actor="a", reason="r", now=NOW)
         assert _counts(tx.conn) == (0, 0)
-    assert store.get_order(db.connection(), ORDER_ID)["order_version"] == 1
+    assert orders.get_order(db.connection(), ORDER_ID).order_version == 1
 
 
 def test_annotate_bumps_version_with_a_note_and_keeps_status(db):
     order = insert_order(db, status="locking", escrow_job_id=None)
     with db.transaction() as tx:
-        version = store.annotate(tx, order, {"escrow_job_id": "job_9"}, actor="bridge",
-                                 reason="escrow job created", now=NOW + 1)
+        version = orders.annotate(tx, order, {"escrow_job_id": "job_9"}, actor="bridge",
+                                 reason="escrow job created", now=NOW + 1).order_version
     assert version == 2
-    row = store.get_order(db.connection(), ORDER_ID)
-    assert (row["status"], row["order_version"], row["escrow_job_id"], row["updated_at"]) == (
+    row = orders.get_order(db.connection(), ORDER_ID)
+    assert (row.status, row.order_version, row.escrow_job_id, row.updated_at) == (
         "locking", 2, "job_9", NOW + 1)
     events = db.read("SELECT kind, order_version, from_status, to_status, reason FROM order_events")
     assert [tuple(e) for e in events] == [("note", 2, None, None, "escrow job created")]
@@ -186,25 +191,25 @@ def test_annotate_bumps_version_with_a_note_and_keeps_status(db):
 def test_annotate_needs_changes_and_a_fresh_row(db):
     order = insert_order(db)
     with pytest.raises(ValueError, match="nothing to set"), db.transaction() as tx:
-        store.annotate(tx, order, {}, actor="a", reason="r", now=NOW)
+        orders.annotate(tx, order, {}, actor="a", reason="r", now=NOW)
     _stale_by_version(db, order)
     with pytest.raises(ConcurrentUpdate), db.transaction() as tx:
-        store.annotate(tx, order, {"end_cause": "y"}, actor="a", reason="r", now=NOW)
-    assert store.get_order(db.connection(), ORDER_ID)["end_cause"] == "x"
+        orders.annotate(tx, order, {"end_cause": "y"}, actor="a", reason="r", now=NOW)
+    assert orders.get_order(db.connection(), ORDER_ID).end_cause == "x"
 
 
 def test_alert_deduplicates_per_order_version_and_code(db):
     order = insert_order(db)
     with db.transaction() as tx:
-        store.alert(tx, order, code="escrow_job_moved", message="moved", now=NOW)
-        store.alert(tx, order, code="escrow_job_moved", message="moved again", now=NOW + 1)
-        store.alert(tx, order, code="other_code", message="else", now=NOW)
+        outbox.alert(tx, order, code="escrow_job_moved", message="moved", now=NOW)
+        outbox.alert(tx, order, code="escrow_job_moved", message="moved again", now=NOW + 1)
+        outbox.alert(tx, order, code="other_code", message="else", now=NOW)
     with db.transaction() as tx:
-        store.alert(tx, order, code="escrow_job_moved", message="third time", now=NOW + 2)
+        outbox.alert(tx, order, code="escrow_job_moved", message="third time", now=NOW + 2)
     _move(db, order, Status.MATCHED, changes=MATCH)
-    fresh = store.get_order(db.connection(), ORDER_ID)
+    fresh = orders.get_order(db.connection(), ORDER_ID)
     with db.transaction() as tx:
-        store.alert(tx, fresh, code="escrow_job_moved", message="on the new version", now=NOW + 3)
+        outbox.alert(tx, fresh, code="escrow_job_moved", message="on the new version", now=NOW + 3)
     alerts = db.read("SELECT event_key, topic, order_version, payload FROM outbox WHERE topic = 'alert'"
                      " ORDER BY outbox_id")
     assert [a["event_key"] for a in alerts] == [
@@ -215,14 +220,14 @@ def test_alert_deduplicates_per_order_version_and_code(db):
     events = db.read("SELECT order_version, reason, actor FROM order_events WHERE kind = 'alert' ORDER BY event_id")
     assert [tuple(e) for e in events] == [(1, "escrow_job_moved: moved", "bridge"), (1, "other_code: else", "bridge"),
                                           (2, "escrow_job_moved: on the new version", "bridge")]
-    assert store.get_order(db.connection(), ORDER_ID)["order_version"] == 2  # alerts do not bump
+    assert orders.get_order(db.connection(), ORDER_ID).order_version == 2  # alerts do not bump
 
 
 def test_enqueue_same_key_twice_is_refused(db):
     with db.transaction() as tx:
-        store.enqueue(tx, topic="t", payload={}, now=NOW, event_key="k")
+        outbox.enqueue(tx, topic="t", payload={}, now=NOW, event_key="k")
     with pytest.raises(sqlite3.IntegrityError), db.transaction() as tx:
-        store.enqueue(tx, topic="t", payload={}, now=NOW, event_key="k")
+        outbox.enqueue(tx, topic="t", payload={}, now=NOW, event_key="k")
 
 
 @pytest.mark.parametrize("sql", [
@@ -241,7 +246,7 @@ def test_order_events_is_append_only(db, sql):
 
 
 def test_get_order_missing(db):
-    assert store.get_order(db.connection(), "otc_nope") is None
+    assert orders.get_order(db.connection(), "otc_nope") is None
 
 
 def test_two_threads_race_on_the_same_row_exactly_one_wins(db):
@@ -251,10 +256,10 @@ def test_two_threads_race_on_the_same_row_exactly_one_wins(db):
 
     def contender(name: str, to: Status, changes: dict) -> None:
         try:
-            order = store.get_order(db.connection(), ORDER_ID)  # both read version 1
+            order = orders.get_order(db.connection(), ORDER_ID)  # both read version 1
             barrier.wait()
             with db.transaction() as tx:
-                outcomes[name] = store.transition(tx, order, to, actor=name, reason=name, now=NOW,
+                outcomes[name] = orders.transition(tx, order, to, actor=name, reason=name, now=NOW,
                                                   changes=changes)
         except Exception as exc:
             outcomes[name] = exc
@@ -269,12 +274,12 @@ def test_two_threads_race_on_the_same_row_exactly_one_wins(db):
     for thread in threads:
         thread.join(timeout=60)
     assert len(outcomes) == 2
-    winners = [n for n, o in outcomes.items() if o == 2]
+    winners = [n for n, o in outcomes.items() if isinstance(o, Order) and o.order_version == 2]
     losers = [n for n, o in outcomes.items() if isinstance(o, ConcurrentUpdate)]
     assert len(winners) == 1 and len(losers) == 1, outcomes
-    row = store.get_order(db.connection(), ORDER_ID)
-    assert row["order_version"] == 2
-    assert row["status"] == ("matched" if winners == ["matcher"] else "refund_pending")
+    row = orders.get_order(db.connection(), ORDER_ID)
+    assert row.order_version == 2
+    assert row.status == ("matched" if winners == ["matcher"] else "refund_pending")
     events = db.read("SELECT actor FROM order_events")
     assert [e["actor"] for e in events] == winners
     assert db.read_one("SELECT COUNT(*) FROM outbox")[0] == 1

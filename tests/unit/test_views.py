@@ -1,16 +1,15 @@
-"""Public JSON shapes (SPEC §3, §4 rule 4): what never leaves the process, when the preimage
+"""Public JSON shapes (docs/protocol.md §3, §4 rule 4): what never leaves the process, when the preimage
 does, and the settlement instructions' timelocks and base-unit totals for every pair."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from otc_bridge import money, views
 from otc_bridge.config import Config
-from otc_bridge.db import Database
-from otc_bridge.model import Status
+from otc_bridge.domain import money, views
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
+from otc_bridge.storage.db import Database
 
 NOW = 1_800_000_000
 MAKER, TAKER = "RTC" + "a1" * 20, "RTC" + "b2" * 20
@@ -26,7 +25,12 @@ def db(tmp_path) -> Database:
     return database
 
 
-def make_row(db: Database, **overrides) -> sqlite3.Row:
+def instructions(row, cfg: Config) -> dict:
+    return views.settlement_instructions(row, htlc_min_seconds=cfg.htlc_min_seconds,
+                                         claim_margin_seconds=cfg.claim_margin_seconds)
+
+
+def make_row(db: Database, **overrides) -> Order:
     """An orders row with every column set, internal bookkeeping included."""
     amount, price = overrides.get("amount_micro_rtc", 10_000_000), overrides.get("price_nano_quote", 50_000_000)
     columns = {
@@ -47,7 +51,7 @@ def make_row(db: Database, **overrides) -> sqlite3.Row:
     with db.transaction() as tx:
         tx.execute("DELETE FROM orders")
         tx.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", columns)  # noqa: S608
-    return db.read_one("SELECT * FROM orders")
+    return Order.from_row(db.read_one("SELECT * FROM orders"))
 
 
 def _all_keys(value) -> set[str]:
@@ -68,7 +72,7 @@ def test_order_view_preimage_only_when_completed(db, status):
 @pytest.mark.parametrize("status", list(Status))
 def test_no_internal_columns_ever(db, status):
     row = make_row(db, status=str(status))
-    for shape in (views.order_view(row), views.book_entry(row), views.settlement_instructions(row, Config())):
+    for shape in (views.order_view(row), views.book_entry(row), instructions(row, Config())):
         assert not _all_keys(shape) & set(INTERNAL)
         for secret_value in ("otc_0011223344556677:v1", "otc_payout:otc_0011223344556677", "operator looked"):
             assert secret_value not in repr(shape)
@@ -105,7 +109,7 @@ def test_book_entry_is_the_compact_subset(db):
 @pytest.mark.parametrize("side", ["sell", "buy"])
 def test_settlement_instructions_amounts(db, side, pair, amount, price, currency, decimals, base_units):
     row = make_row(db, side=side, pair=pair, amount_micro_rtc=amount, price_nano_quote=price)
-    out = views.settlement_instructions(row, Config())
+    out = instructions(row, Config())
     assert (out["currency"], out["quote_decimals"], out["total_quote_base_units"]) == (currency, decimals, base_units)
     assert isinstance(out["total_quote_base_units"], str)
     assert out["total_quote_nano"] == money.total_quote_nano(amount, price)
@@ -114,9 +118,9 @@ def test_settlement_instructions_amounts(db, side, pair, amount, price, currency
 
 @pytest.mark.parametrize(("side", "pay_to", "recipient"), [("sell", MAKER_Q, TAKER), ("buy", TAKER_Q, MAKER)])
 def test_settlement_instructions_parties(db, side, pay_to, recipient):
-    out = views.settlement_instructions(make_row(db, side=side), Config())
+    out = instructions(make_row(db, side=side), Config())
     assert (out["pay_to_address"], out["rtc_recipient"]) == (pay_to, recipient)
-    assert (views.seller_wallet(make_row(db, side=side)) == MAKER) is (side == "sell")
+    assert (make_row(db, side=side).seller_wallet == MAKER) is (side == "sell")
 
 
 @pytest.mark.parametrize(("env", "matched_at", "settle_by", "low", "high"), [
@@ -128,7 +132,7 @@ def test_settlement_instructions_parties(db, side, pay_to, recipient):
 ])
 def test_settlement_instructions_timelocks(db, env, matched_at, settle_by, low, high):
     cfg = Config.from_env(env)
-    out = views.settlement_instructions(make_row(db, matched_at=matched_at, settle_by=settle_by), cfg)
+    out = instructions(make_row(db, matched_at=matched_at, settle_by=settle_by), cfg)
     assert (out["htlc_timelock_min"], out["htlc_timelock_max"], out["settle_by"]) == (low, high, settle_by)
     assert low < high <= settle_by
 
@@ -138,14 +142,14 @@ def test_settlement_instructions_timelocks(db, env, matched_at, settle_by, low, 
     ("buy", "RTC is locked in escrow. Buyer sends quote currency."),
 ], ids=["sell", "buy"])
 def test_settlement_instructions_text(db, side, step):
-    out = views.settlement_instructions(make_row(db, side=side, price_nano_quote=25_000_000), Config())
+    out = instructions(make_row(db, side=side, price_nano_quote=25_000_000), Config())
     assert out["step"] == step
     assert "0.25 USDC" in out["note"]
     assert out["amount"] == 0.25
 
 
 def test_settlement_note_for_tiny_totals_is_plain_decimal(db):
-    out = views.settlement_instructions(make_row(db, amount_micro_rtc=100_000, price_nano_quote=5_000), Config())
+    out = instructions(make_row(db, amount_micro_rtc=100_000, price_nano_quote=5_000), Config())
     assert out["total_quote_nano"] == 500
     assert "Lock 0.0000005 USDC" in out["note"]
 

@@ -1,4 +1,4 @@
-// The exact bytes a wallet signs (SPEC §3, otc_bridge/auth.py signed_message): the JSON
+// The exact bytes a wallet signs (docs/protocol.md §3, otc_bridge/auth.py signed_message): the JSON
 // of the message with keys sorted and no spaces, as Python's
 //   json.dumps(payload, sort_keys=True, separators=(",", ":"))   (ensure_ascii=True)
 // produces it, then UTF-8. Differences from JSON.stringify that matter:

@@ -2,7 +2,7 @@
 //
 // * The key is its 32-byte private seed (the same form Python's
 //   Ed25519PrivateKey.from_private_bytes takes), shown and imported as 64 hex characters.
-// * Address = "RTC" + first 40 hex of sha256(raw 32-byte public key)   (SPEC §3).
+// * Address = "RTC" + first 40 hex of sha256(raw 32-byte public key)   (docs/protocol.md §3).
 // * Signing uses WebCrypto's Ed25519 when the browser has it (the seed is imported as a
 //   non-extractable PKCS#8 key); otherwise the vendored @noble/ed25519 (MIT, loaded
 //   lazily from /static/vendor). Ed25519 is deterministic, so both give the same bytes.

@@ -1,0 +1,3 @@
+"""Operator tools: the attention list, the read-only audit against the node, payout
+re-drive and resolve of ``settlement_recovery`` (each an audited action).
+"""

@@ -1,0 +1,140 @@
+"""Refund: every escrow that goes back to its poster goes through :func:`safe_refund_escrow`.
+
+Whatever the cause (cancel, expiry, unwind, a rejected or moved job), the refund is driven
+from the node's state of the job: claimed -> deliver, delivered -> dispute, open/disputed
+-> cancel (docs/escrow-node.md §1.9), and the order ends only when the node reports the job
+``cancelled`` or ``expired``. A job that is not the order's to refund (another poster, or
+completed by anyone) is never taken for a refund: the order goes to ``settlement_recovery``.
+"""
+
+from __future__ import annotations
+
+from otc_bridge.context import Bridge
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement.escrow_job import alert_if_moved_first, read_job
+from otc_bridge.settlement.record import Step, bridge_claimed
+
+#: Refund causes that end an order as ``expired`` rather than ``cancelled``.
+EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
+#: Refund causes of a buy-order *taker's* escrow: the maker's order goes back on the book,
+#: so a third party front-running the taker's escrow cannot kill buy orders.
+TAKER_CAUSES = frozenset({"taker_escrow_rejected"})
+_TAKER_COLUMNS = ("taker_wallet", "taker_quote_address", "htlc_hash", "escrow_wallet", "escrow_ref",
+                  "escrow_job_id", "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds",
+                  "payout_wallet", "matched_at", "settle_by")
+#: The columns that clear a buy order's taker when it goes back on the book.
+CLEAR_TAKER = dict.fromkeys(_TAKER_COLUMNS)
+#: The node call that moves a job one step towards its poster, by job status.
+_REFUND_ACTION = {"claimed": "deliver", "delivered": "dispute", "open": "cancel", "disputed": "cancel"}
+
+
+def refund_end_status(order: Order, now: int) -> Status:
+    """Where a confirmed refund leaves the order: ``open`` again for a buy order whose
+    taker's escrow was refused (unless it expired meanwhile), ``expired`` for time-based
+    endings, else ``cancelled`` (the stored cause decides, never a guess)."""
+    if order.end_cause in TAKER_CAUSES:
+        return Status.OPEN if now < order.expires_at else Status.EXPIRED
+    return Status.EXPIRED if order.end_cause in EXPIRY_CAUSES else Status.CANCELLED
+
+
+def _refund_done(step: Step, reason: str) -> Order:
+    order, now = step.order, step.bridge.now()
+    to = refund_end_status(order, now)
+    if to == Status.OPEN:
+        changes = CLEAR_TAKER | {"end_cause": None}
+        reason += "; buy order back on the book"
+    else:
+        # A buy order whose re-listing came too late ends as plainly expired; others keep their cause.
+        expired_relist = to == Status.EXPIRED and order.end_cause in TAKER_CAUSES
+        changes = {"ended_at": now, "end_cause": "expired" if expired_relist else order.end_cause}
+    return step.move(to, reason=reason, changes=changes)
+
+
+def safe_refund_escrow(bridge: Bridge, order: Order) -> Order:
+    """Drive a ``refund_pending`` order's escrow back to its poster; returns the new order.
+
+    Reads the job once, then runs the remaining steps back to back (claimed -> deliver,
+    delivered -> dispute, open/disputed -> cancel) after one committed intent, so a third
+    party has no time to act between them; only a non-OK answer triggers another read. The
+    node's ``cancelled`` or ``expired`` (both refund reward + fee to the poster,
+    docs/escrow-node.md §1.7, §1.9) ends the order. A job completed by anyone, or not the
+    order's escrow at all, goes to ``settlement_recovery`` with an alert. A job claimed by a
+    third party cannot be refunded before its TTL: the order waits, alerted. An unusable
+    node answer leaves ``refund_pending`` for the reconciler.
+    """
+    with Step(bridge, order) as step:
+        if order.escrow_job_id is None:
+            return _refund_done(step, "no escrow job was ever created; nothing to refund")
+        job = read_job(step, "refund: read escrow job")
+        if job is not None and _moved_by_someone_else(step, job):
+            alert_if_moved_first(step, job, "refund step")
+        return _drive(step, job)
+
+
+def _moved_by_someone_else(step: Step, job) -> bool:
+    """Whether finding ``job`` in its state needs the "moved before our first step" check.
+
+    Only where the refund would otherwise finish quietly (the other cases alert on their
+    own), and not when the cause already says the job was rejected or moved. An ``open`` job
+    is untouched unless the bridge had claimed it (a create whose answer was lost leaves the
+    job unclaimed: that is the bridge's own history, not a third party).
+    """
+    order = step.order
+    if order.end_cause in ("escrow_rejected", "escrow_moved", *TAKER_CAUSES):
+        return False
+    if job.status not in ("open", "delivered", "disputed", "cancelled"):
+        return False
+    return job.status != "open" or bridge_claimed(step.bridge, order.order_id, job.job_id)
+
+
+def _drive(step: Step, job) -> Order:
+    bridge, order = step.bridge, step.order
+    worker, poster, job_id = bridge.config.worker_wallet, order.escrow_wallet, order.escrow_job_id
+    status = job.status if job else None
+    announced = False
+    for _ in range(6):  # at most three steps, each possibly followed by one re-read
+        if job is None:
+            return step.order
+        # Only the poster matters for a refund: whatever amount the job holds goes back to
+        # the seller, which is exactly the fix for a job with the wrong amount.
+        if job.poster_wallet != poster:
+            problem = f"job poster is {job.poster_wallet!r}, not the order's seller; not ours to refund"
+            return step.move(Status.SETTLEMENT_RECOVERY, reason=problem, alert=("escrow_job_mismatch", problem))
+        if status in ("cancelled", "expired"):
+            return _refund_done(step, f"node reports the escrow job {status}: reward and fee refunded to the poster")
+        if status == "completed":
+            message = f"escrow job was accepted (paid to {job.worker_wallet}) while a refund was due"
+            return step.move(Status.SETTLEMENT_RECOVERY, reason=message,
+                             alert=("escrow_released_during_refund", message))
+        if status == "claimed" and job.worker_wallet != worker:
+            step.alert("escrow_claimed_by_third_party",
+                       f"job claimed by {job.worker_wallet!r}; refund possible only after its TTL")
+            return step.order
+        action = _REFUND_ACTION.get(status, "cancel")
+        if not announced:
+            step.intent(f"POST /agent/jobs/<job_id>/{action}", f"refund step from {status}: intent")
+            announced = True
+        result = _refund_call(bridge, order, action)
+        step.call(result, ref=job_id, reason=f"refund step from {status}")
+        if result.ok:
+            status = str(result.body["status"])
+            continue
+        job = read_job(step, "refund: re-read after a non-OK answer")
+        if job is None or job.status == status:
+            return step.order  # no progress: the reconciler retries from the node's state
+        status = job.status
+    return step.order
+
+
+def _refund_call(bridge: Bridge, order: Order, action: str):
+    """The node call of one refund step (``deliver`` as the worker, ``dispute`` or ``cancel``
+    as the poster: docs/escrow-node.md §1.4, §1.6, §1.7)."""
+    job_id, poster = order.escrow_job_id, order.escrow_wallet
+    if action == "deliver":
+        return bridge.node.deliver_job(job_id, worker_wallet=bridge.config.worker_wallet,
+                                       result_summary=f"OTC order {order.order_id} ended; refunding")
+    if action == "dispute":
+        return bridge.node.dispute_job(job_id, poster_wallet=poster,
+                                       reason=f"OTC order {order.order_id} ended; refund to poster")
+    return bridge.node.cancel_job(job_id, poster_wallet=poster)

@@ -1,0 +1,96 @@
+"""Release: the escrow of a ``settling`` order goes to the bridge's worker wallet (deliver +
+accept, back to back), then :mod:`otc_bridge.settlement.payout` pays the buyer.
+
+This is the one place where RTC leaves escrow for a trade. It runs only for an order in
+``settling``: the confirm that won the compare-and-swap into ``settling`` (with the payout
+key fixed and the release intent committed in the same transaction) is the only actor, and
+the reconciler resumes it after a grace period if that request died.
+"""
+
+from __future__ import annotations
+
+from otc_bridge.context import Bridge
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
+from otc_bridge.node.amounts import credited_micro_rtc
+from otc_bridge.node.results import Job
+from otc_bridge.settlement.escrow_job import alert_if_moved_first, held_by_bridge, job_problem, read_job
+from otc_bridge.settlement.payout import pay
+from otc_bridge.settlement.record import Step, node_ref
+
+#: The endpoint and reason of the release intent, committed before the first release call.
+RELEASE_INTENT = ("POST /agent/jobs/<job_id>/deliver", "release step from claimed: intent (deliver, accept, payout)")
+
+
+def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False) -> Order:
+    """Release a ``settling`` order's escrow to the bridge worker, then pay the buyer.
+
+    Resumable from any point (the reconciler calls it too): one read of the job says which
+    step is next (claimed -> deliver, delivered -> accept, completed -> pay); the rest run
+    back to back on OK answers, leaving a third party no time between deliver and accept
+    (docs/protocol.md §11). A deliver refused while the job is still held untouched returns
+    the order to ``matched`` (nothing left escrow; the confirm may be retried). A job moved
+    by anyone else goes to ``settlement_recovery`` with an alert. An unusable node answer
+    leaves ``settling`` for the reconciler (after its grace period).
+
+    ``just_claimed`` is True when the caller's own claim into ``settling`` happened in this
+    request: no release call can have been made yet, so a job found past ``claimed`` was
+    moved by someone else whatever the recorded intent says.
+    """
+    with Step(bridge, order) as step:
+        job = read_job(step, "release: read escrow job")
+        # While matched the bridge never touches the job: finding it past `claimed` before our
+        # first release call means someone else moved it. A release to our own worker still
+        # lets the buyer be paid against the valid preimage, but an operator must know. Only
+        # where the release proceeds (job ours, amounts right): other cases alert on their own.
+        if (job is not None and job.status in ("delivered", "completed")
+                and job.worker_wallet == bridge.config.worker_wallet and job_problem(order, job) is None):
+            if just_claimed:
+                step.alert("escrow_job_moved", f"escrow job was {job.status} (worker {job.worker_wallet!r}) "
+                                               "before the bridge's first release step")
+            else:
+                alert_if_moved_first(step, job, "release step")
+        return _drive(step, job)
+
+
+def _drive(step: Step, job: Job | None) -> Order:
+    bridge = step.bridge
+    worker, job_id = bridge.config.worker_wallet, step.order.escrow_job_id
+    status = job.status if job else None
+    for _ in range(4):  # at most two steps, each possibly followed by one re-read
+        if job is None:
+            return step.order
+        order = step.order
+        problem = job_problem(order, job)
+        if problem is None and job.worker_wallet != worker:
+            problem = f"escrow job is {job.status} with worker {job.worker_wallet!r}, not the bridge"
+        if problem is None and status not in ("claimed", "delivered", "completed"):
+            problem = f"escrow job is {status} on the node; it cannot be released"
+        if problem:
+            return step.move(Status.SETTLEMENT_RECOVERY, reason=problem, alert=("escrow_job_moved", problem))
+        if status == "completed":
+            return pay(step)
+        if status == "claimed":
+            summary = f"OTC trade confirmed. Order: {order.order_id}. Quote TX: {order.quote_tx}"
+            result = bridge.node.deliver_job(job_id, worker_wallet=worker, result_summary=summary[:500])
+        else:
+            result = bridge.node.accept_job(job_id, poster_wallet=order.escrow_wallet, rating=5)
+        step.call(result, ref=job_id, reason=f"release step from {status}")
+        if result.ok:
+            credited = credited_micro_rtc(result.body) if status == "delivered" else None
+            if credited is not None and credited != order.escrow_reward_micro_rtc:
+                message = (f"accept credited {credited} micro-RTC, the order's escrow reward is "
+                           f"{order.escrow_reward_micro_rtc}")
+                return step.move(Status.SETTLEMENT_RECOVERY, reason=message,
+                                 alert=("escrow_credit_mismatch", message), node=node_ref(result, job_id))
+            status = str(result.body["status"])
+            continue
+        job = read_job(step, "release: re-read after a non-OK answer")
+        if job is not None and job.status == status:
+            if result.failed and status == "claimed" and held_by_bridge(bridge, order, job):
+                return step.move(Status.MATCHED, reason=f"node refused deliver ({result.error}); no funds left escrow",
+                                 node=node_ref(result, job_id),
+                                 changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
+            return step.order  # no progress: the reconciler resumes from the node's state
+        status = job.status if job else None
+    return step.order

@@ -1,0 +1,90 @@
+"""Rate limits that hold across worker processes, and the client address they key on.
+
+Counters live in the bridge's SQLite file (table ``rate_limits``), so every gunicorn
+worker sees the same count (docs/protocol.md §8). A fixed window per bucket is enough here: the goal
+is to blunt floods and signature-grinding, not to shape traffic precisely.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from otc_bridge.config import RateLimit
+from otc_bridge.storage.db import Database
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``allowed``; if not, ``retry_after_seconds`` until the window resets."""
+
+    allowed: bool
+    retry_after_seconds: int = 0
+
+
+def hit(db: Database, bucket: str, limit: RateLimit, now: int) -> Verdict:
+    """Count one request against ``bucket`` (e.g. ``"ip:1.2.3.4"``) at ``now`` (unix s).
+
+    One upsert statement (its own short write transaction): a window that has ended starts
+    again at ``now`` with one hit, otherwise the hit is added, up to ``requests + 1``: that
+    value marks the window as refusing, and refused hits add nothing more.
+    """
+    row = db.write_one(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES (:bucket, :now, 1) "
+        "ON CONFLICT (bucket) DO UPDATE SET "
+        "window_start = CASE WHEN window_start + :window <= :now THEN :now ELSE window_start END, "
+        "hits = CASE WHEN window_start + :window <= :now THEN 1 WHEN hits <= :requests THEN hits + 1 "
+        "ELSE hits END RETURNING window_start, hits",
+        {"bucket": bucket, "now": now, "window": limit.window_seconds, "requests": limit.requests})
+    if row["hits"] <= limit.requests:
+        return Verdict(True)
+    return Verdict(False, max(1, row["window_start"] + limit.window_seconds - now))
+
+
+def prune(db: Database, now: int, max_window_seconds: int) -> int:
+    """Delete counters whose window ended; returns how many rows went."""
+    with db.transaction() as tx:
+        return tx.execute(
+            "DELETE FROM rate_limits WHERE window_start + ? <= ?", (max_window_seconds, now)
+        ).rowcount
+
+
+def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address((text or "").strip())
+    except ValueError:  # not an address (garbage header): the caller falls back to the socket peer
+        return None
+    # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
+
+
+def client_ip(remote_addr: str | None, headers: Mapping[str, str], trusted: Iterable[Network]) -> str:
+    """The address to rate-limit on.
+
+    The socket peer, unless that peer is a configured trusted proxy
+    (``OTC_TRUSTED_PROXIES``); then the right-most ``X-Forwarded-For`` entry that is not
+    itself a trusted proxy (entries to its left are client-controlled), else
+    ``X-Real-IP``. Forwarding headers from anyone else are ignored: they are forgeable.
+    """
+    trusted = tuple(trusted)
+    peer = _parse_ip(remote_addr)
+    if peer is None:
+        return remote_addr or "unknown"
+
+    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(ip in net for net in trusted)
+
+    if not is_trusted(peer):
+        return str(peer)
+    for entry in reversed((headers.get("X-Forwarded-For") or "").split(",")):
+        ip = _parse_ip(entry)
+        if ip is None:
+            break
+        if not is_trusted(ip):
+            return str(ip)
+    real = _parse_ip(headers.get("X-Real-IP"))
+    return str(real) if real else str(peer)

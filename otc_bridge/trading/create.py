@@ -1,0 +1,77 @@
+"""Create an order (``POST /api/orders``): a sell order locks the seller's escrow first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from otc_bridge.context import Bridge
+from otc_bridge.domain import money
+from otc_bridge.domain.hashlock import new_preimage
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement.lock import escrow_intent, lock_escrow
+from otc_bridge.settlement.record import Step
+from otc_bridge.storage import orders
+from otc_bridge.trading.common import new_order_id, verify_and_burn
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A validated create: amounts in micro-RTC / nano-quote, TTL in seconds."""
+
+    side: str
+    pair: str
+    wallet: str  # as sent (the signature covers it); canonicalised after verification
+    quote_address: str
+    amount_micro_rtc: int
+    price_nano_quote: int
+    ttl_seconds: int
+    wallet_auth: object
+
+
+@dataclass(frozen=True)
+class Created:
+    """Outcome of a create: the order, and the preimage for a sell order (shown once)."""
+
+    order: Order
+    htlc_secret: str | None
+
+
+def create_order(bridge: Bridge, req: CreateRequest) -> Created:
+    """Create an order. Sell: lock the seller's escrow first, then open it (201).
+
+    Raises 401 on a bad or replayed signature; 400 ``Failed to lock RTC in escrow`` when
+    the node refuses the job (order ends ``cancelled``, nothing held); 502 when the node's
+    answer is unusable (the order stays ``locking`` for the reconciler, which refunds it:
+    without the preimage, which only this response carries, it could never settle).
+    """
+    bound = {"side": req.side, "pair": req.pair, "amount_micro_rtc": req.amount_micro_rtc,
+             "price_per_rtc_nano_quote": req.price_nano_quote, "ttl_seconds": req.ttl_seconds,
+             "eth_address": req.quote_address}
+    verified = verify_and_burn(bridge, req.wallet, req.wallet_auth, "create_order", "create_order", bound)
+    now = bridge.now()
+    order_id = new_order_id()
+    secret, htlc_hash = new_preimage() if req.side == "sell" else (None, None)
+    status = Status.LOCKING if req.side == "sell" else Status.OPEN
+    columns = {
+        "order_id": order_id, "side": req.side, "pair": req.pair, "status": str(status),
+        "maker_wallet": verified.wallet, "maker_quote_address": req.quote_address,
+        "amount_micro_rtc": req.amount_micro_rtc, "price_nano_quote": req.price_nano_quote,
+        "total_quote_nano": money.total_quote_nano(req.amount_micro_rtc, req.price_nano_quote),
+        "ttl_seconds": req.ttl_seconds, "created_at": now, "expires_at": now + req.ttl_seconds,
+        "updated_at": now, "htlc_hash": htlc_hash,
+    }
+    if req.side == "sell":
+        job_ttl = req.ttl_seconds + bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
+        columns.update(escrow_intent(order_id, 1, verified.wallet, req.amount_micro_rtc, job_ttl))
+    with bridge.db.transaction() as tx:
+        order = orders.insert_order(tx, columns, actor=verified.wallet, reason="order created", now=now)
+    if req.side == "buy":
+        return Created(order, None)
+    with Step(bridge, order) as step:
+        lock_escrow(step, title=f"OTC Bridge Escrow: {order_id}",
+                    description=f"Escrowed {money.format_units(req.amount_micro_rtc, 6)} RTC for "
+                                f"OTC sell order {order_id} ({req.pair}).")
+        order = step.move(Status.OPEN, reason="escrow verified and held by the bridge; order on the book")
+    return Created(order, secret)

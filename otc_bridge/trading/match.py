@@ -1,0 +1,90 @@
+"""Match an open order (``POST /api/orders/<id>/match``); a buy order makes the taker lock escrow.
+"""
+
+from __future__ import annotations
+
+from otc_bridge.context import Bridge
+from otc_bridge.domain.errors import Conflict, Gone, Invalid, NodeUnavailable
+from otc_bridge.domain.hashlock import new_preimage
+from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
+from otc_bridge.settlement.escrow_job import held_by_bridge, job_problem, read_job
+from otc_bridge.settlement.lock import escrow_intent, lock_escrow
+from otc_bridge.settlement.record import Step
+from otc_bridge.settlement.refund import safe_refund_escrow
+from otc_bridge.storage.orders import ConcurrentUpdate
+from otc_bridge.trading.common import order_or_404, verify_and_burn
+
+
+def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
+                wallet_auth: object) -> tuple[Order, str | None]:
+    """Take an open order; returns ``(order, htlc_secret)`` (secret only for a buy order,
+    whose taker is the RTC seller and locks escrow now).
+
+    Raises 401 (signature), 404, 409 ``Order is not open``, 400 ``Cannot match your own
+    order`` (compared canonically), 410 ``Order has expired``, 409 when another match won,
+    409 when a sell order's escrow is no longer held on the node (recorded, alerted).
+    """
+    verified = verify_and_burn(bridge, wallet, wallet_auth, "match_order", order_id, {"eth_address": quote_address})
+    order = order_or_404(bridge, order_id)
+    _check_matchable(bridge, order, verified.wallet)
+    with Step(bridge, order) as step:
+        if order.side == "sell":
+            _check_escrow_still_held(step)
+        now = bridge.now()
+        secret = None
+        changes = {"taker_wallet": verified.wallet, "taker_quote_address": quote_address}
+        if order.side == "sell":
+            to = Status.MATCHED
+            changes |= {"payout_wallet": verified.wallet, **_deadlines(bridge, now)}
+        else:
+            to = Status.LOCKING
+            secret, htlc_hash = new_preimage()
+            ttl = bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
+            changes |= {"htlc_hash": htlc_hash, "payout_wallet": order.maker_wallet,
+                        **escrow_intent(order_id, order.order_version + 1, verified.wallet, order.amount_micro_rtc,
+                                        ttl)}
+        try:
+            order = step.move(to, actor=verified.wallet, reason="taker matched the order", changes=changes)
+        except ConcurrentUpdate:
+            raise Conflict("Order was matched by someone else") from None
+        if order.side == "buy":
+            lock_escrow(step, title=f"OTC Bridge Escrow: {order_id} (taker)",
+                        description=f"Escrowed RTC for OTC buy order match {order_id}. Buyer: {order.maker_wallet}.")
+            order = step.move(Status.MATCHED, reason="taker escrow verified and held; waiting for the preimage",
+                              changes=_deadlines(bridge, bridge.now()))
+    return order, secret
+
+
+def _deadlines(bridge: Bridge, matched_at: int) -> dict:
+    """``matched_at`` and ``settle_by`` (unix seconds) of a match made at ``matched_at``."""
+    return {"matched_at": matched_at, "settle_by": matched_at + bridge.config.settle_window_seconds}
+
+
+def _check_matchable(bridge: Bridge, order: Order, taker: str) -> None:
+    if order.status != Status.OPEN:
+        raise Conflict(f"Order is not open (status: {order.status})")
+    if order.maker_wallet == taker:
+        raise Invalid("Cannot match your own order")
+    if bridge.now() >= order.expires_at:
+        raise Gone("Order has expired")
+
+
+def _check_escrow_still_held(step: Step) -> None:
+    """Read the sell order's job before matching: a buyer must never pay into a swap whose
+    escrow someone else already moved (docs/escrow-node.md §2)."""
+    order = step.order
+    job = read_job(step, "check escrow before match")
+    if job is None:
+        raise NodeUnavailable("Escrow node did not answer; nothing was changed, retry the match")
+    if held_by_bridge(step.bridge, order, job):
+        return
+    problem = job_problem(order, job) or (
+        f"escrow job is {job.status} with worker {job.worker_wallet!r} while the order is open")
+    try:
+        moved = step.move(Status.REFUND_PENDING, reason=problem, changes={"end_cause": "escrow_moved"},
+                          alert=("escrow_job_moved", problem))
+    except ConcurrentUpdate:
+        raise Conflict("Order is no longer open") from None
+    safe_refund_escrow(step.bridge, moved)
+    raise Conflict("Order escrow is no longer held on the node; the order was withdrawn", details=problem)
