@@ -2,7 +2,9 @@
 
 Each client call is described once (CALLS); each class of node answer once (ANSWERS). The main
 table runs every pair and checks outcome, status code, error and Retry-After, following
-NODE_API.md (how the real node answers) and SPEC §4 rule 3 (ambiguity is "unknown").
+docs/escrow-node.md (how the real node answers) and docs/protocol.md §4 rule 3 (ambiguity is "unknown").
+The node's bodies come from tests/node_bodies.py, which the contract suite (tests/contract)
+holds against the dev node.
 """
 
 from __future__ import annotations
@@ -15,19 +17,14 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import node_bodies as bodies
 import pytest
 import requests
 import responses
 
-from otc_bridge.escrow import (
-    EscrowNodeClient,
-    JobRead,
-    NodeResult,
-    Outcome,
-    TxStatus,
-    payout_tx_hash,
-    reward_rtc_wire,
-)
+from otc_bridge.node.amounts import payout_tx_hash, reward_rtc_wire
+from otc_bridge.node.client import EscrowNodeClient
+from otc_bridge.node.results import JobRead, NodeResult, Outcome, TxStatus
 
 BASE = "http://127.0.0.1:8099"
 ADMIN_KEY = "test-admin-key-0123456789abcdefghijklmnop"
@@ -35,18 +32,12 @@ JOB_ID = "job_0123456789abcdef"
 PAY_KEY = "otc_payout:abc"
 TX = payout_tx_hash(PAY_KEY)
 WORKER = "otc_bridge_worker"
-JOB_ROW = {
-    "job_id": JOB_ID, "poster_wallet": "alice", "worker_wallet": WORKER, "status": "claimed",
-    "title": "OTC order 42", "description": "Escrow for OTC order 42 (sell RTC)",
-    "category": "other", "reward_rtc": 2.009999, "reward_i64": 2_009_999,
-    "escrow_i64": 2_110_498, "platform_fee_i64": 100_499, "expires_at": 1_795_839_590,
-    "created_at": 1_795_234_790, "claimed_at": 1_795_234_791, "delivered_at": None,
-    "completed_at": None, "deliverable_url": None, "deliverable_hash": None,
-    "result_summary": None, "rejection_reason": None, "tags": '["otc_bridge", "escrow"]',
-    "activity_log": [], "ratings": [],
-}
-HTML_PAGE = ("<!doctype html>\n<html lang=en><title>500 Internal Server Error</title>\n"
-             "<h1>Internal Server Error</h1></html>")
+JOB_ROW = bodies.job_row(
+    job_id=JOB_ID, poster_wallet="alice", worker_wallet=WORKER, status="claimed",
+    title="OTC order 42", description="Escrow for OTC order 42 (sell RTC)",
+    reward_rtc=2.009999, reward_i64=2_009_999, fee_i64=100_499, created_at=1_795_234_790,
+    claimed_at=1_795_234_791, expires_at=1_795_839_590, tags='["otc_bridge", "escrow"]')
+HTML_PAGE = bodies.HTML_500
 
 
 @dataclass(frozen=True)
@@ -76,72 +67,76 @@ CALLS = [
                                 ttl_seconds=86_400, title="OTC order 42",
                                 description="Escrow for OTC order 42 (sell RTC)",
                                 tags=["otc_bridge", "escrow"]),
-         201, _job_answer("open", reward_rtc=2.01, platform_fee_rtc=0.1005,
-                          escrow_total_rtc=2.1105, expires_at=1_795_839_590),
+         201, bodies.job_posted(job_id=JOB_ID, poster_wallet="alice", reward_rtc=2.01,
+                                reward_i64=2_010_000, fee_i64=100_500, expires_at=1_795_839_590,
+                                ttl_seconds=86_400),
          {"ok": True, "status": "open"},
          {"poster_wallet": "alice", "title": "OTC order 42",
           "description": "Escrow for OTC order 42 (sell RTC)", "category": "other",
           "reward_rtc": reward_rtc_wire(2_010_000), "ttl_seconds": 86_400,
           "tags": ["otc_bridge", "escrow"]}),
     Call("get_job", "GET", f"/agent/jobs/{JOB_ID}", "GET /agent/jobs/<job_id>",
-         lambda c: c.get_job(JOB_ID), 200, {"ok": True, "job": JOB_ROW},
+         lambda c: c.get_job(JOB_ID), 200, bodies.job_read(JOB_ROW),
          {"ok": True, "job": {**JOB_ROW, "reward_i64": 2.009999}}, None),
     Call("list_open_jobs", "GET", "/agent/jobs", "GET /agent/jobs",
          lambda c: c.list_open_jobs(), 200,
-         {"ok": True, "jobs": [], "total": 0, "limit": 100, "offset": 0, "categories": []},
+         bodies.job_list([], total=0, limit=100, offset=0),
          {"ok": True, "jobs": "none"}, None,
          sent_query={"status": ["open"], "limit": ["100"], "offset": ["0"]}),
     Call("claim_job", "POST", f"/agent/jobs/{JOB_ID}/claim", "POST /agent/jobs/<job_id>/claim",
          lambda c: c.claim_job(JOB_ID, worker_wallet=WORKER), 200,
-         _job_answer("claimed", worker_wallet=WORKER), _job_answer("open"),
+         bodies.job_claimed(job_id=JOB_ID, worker_wallet=WORKER, reward_rtc=2.009999,
+                            expires_at=1_795_839_590),
+         _job_answer("open"),
          {"worker_wallet": WORKER}),
     Call("deliver_job", "POST", f"/agent/jobs/{JOB_ID}/deliver",
          "POST /agent/jobs/<job_id>/deliver",
          lambda c: c.deliver_job(JOB_ID, worker_wallet=WORKER, result_summary="held"), 200,
-         _job_answer("delivered"), {"ok": True, "job_id": JOB_ID},
+         bodies.job_delivered(job_id=JOB_ID), {"ok": True, "job_id": JOB_ID},
          {"worker_wallet": WORKER, "result_summary": "held"}),
     Call("accept_job", "POST", f"/agent/jobs/{JOB_ID}/accept", "POST /agent/jobs/<job_id>/accept",
          lambda c: c.accept_job(JOB_ID, poster_wallet="alice", rating=5), 200,
-         _job_answer("completed", worker_wallet=WORKER, reward_paid_rtc=2.009999,
-                     platform_fee_rtc=0.100499),
+         bodies.job_completed(job_id=JOB_ID, worker_wallet=WORKER, reward_i64=2_009_999,
+                              fee_i64=100_499),
          _job_answer("completed"), {"poster_wallet": "alice", "rating": 5}),
     Call("dispute_job", "POST", f"/agent/jobs/{JOB_ID}/dispute",
          "POST /agent/jobs/<job_id>/dispute",
          lambda c: c.dispute_job(JOB_ID, poster_wallet="alice", reason="order unwound"), 200,
-         _job_answer("disputed"), {**_job_answer("disputed"), "job_id": "job_other"},
+         bodies.job_disputed(job_id=JOB_ID), {**bodies.job_disputed(job_id=JOB_ID),
+                                              "job_id": "job_other"},
          {"poster_wallet": "alice", "reason": "order unwound"}),
     Call("cancel_job", "POST", f"/agent/jobs/{JOB_ID}/cancel", "POST /agent/jobs/<job_id>/cancel",
          lambda c: c.cancel_job(JOB_ID, poster_wallet="alice"), 200,
-         _job_answer("cancelled", refunded_rtc=2.110498),
-         {**_job_answer("cancelled", refunded_rtc=2.110498), "ok": False},
+         bodies.job_cancelled(job_id=JOB_ID, escrow_i64=2_110_498),
+         {**bodies.job_cancelled(job_id=JOB_ID, escrow_i64=2_110_498), "ok": False},
          {"poster_wallet": "alice"}),
     Call("balance_micro_rtc", "GET", "/wallet/balance", "GET /wallet/balance",
          lambda c: c.balance_micro_rtc("alice"), 200,
-         {"miner_id": "alice", "amount_i64": 895_000_000, "amount_rtc": 895.0},
+         bodies.balance("alice", 895_000_000),
          {"miner_id": "alice", "amount_rtc": 895.0}, None, sent_query={"miner_id": ["alice"]}),
     Call("transfer", "POST", "/wallet/transfer", "POST /wallet/transfer",
          lambda c: c.transfer(from_wallet=WORKER, to_wallet="carol", amount_micro_rtc=2_009_999,
                               reason="otc_payout:42", idempotency_key=PAY_KEY), 200,
-         {"ok": True, "phase": "pending", "pending_id": 1, "tx_hash": TX, "from_miner": WORKER,
-          "to_miner": "carol", "amount_rtc": 2.009999, "confirms_at": 1_795_234_790,
-          "confirms_in_hours": 24.0, "message": "Transfer pending."},
+         bodies.transfer_answer(pending_id=1, tx_hash=TX, from_miner=WORKER, to_miner="carol",
+                                amount_i64=2_009_999, confirms_at=1_795_234_790,
+                                confirm_delay_seconds=86_400),
          {"ok": True, "phase": "pending", "pending_id": 1},
          {"from_miner": WORKER, "to_miner": "carol", "amount_rtc": 2.009999,
           "reason": "otc_payout:42", "idempotency_key": PAY_KEY}, admin=True),
     Call("tx_status", "GET", f"/wallet/tx/{TX}", "GET /wallet/tx/<tx_hash>",
          lambda c: c.tx_status(TX), 200,
-         {"ok": True, "tx_hash": TX, "status": "pending", "confirmations": 0,
-          "block_height": None},
+         bodies.tx_answer(TX, "pending"),
          {"ok": True, "tx_hash": TX, "status": "mystery"}, None),
     Call("confirm_pending", "POST", "/pending/confirm", "POST /pending/confirm",
          lambda c: c.confirm_pending(), 200,
-         {"ok": True, "limit": 100, "selected_count": 1, "confirmed_count": 1,
-          "confirmed_ids": [1], "errors": None},
+         bodies.confirm_answer(limit=100, selected=1, confirmed_ids=[1],
+                               stats_before=bodies.overdue_stats(1, 0),
+                               stats_after=bodies.overdue_stats(0, 0)),
          {"ok": True, "confirmed_ids": [1]}, {"limit": 100}, admin=True),
     Call("void_pending", "POST", "/pending/void", "POST /pending/void",
          lambda c: c.void_pending(tx_hash=TX, reason="operator void"), 200,
-         {"ok": True, "voided_id": 1, "from_miner": WORKER, "to_miner": "carol",
-          "amount_rtc": 2.009999, "voided_by": "admin", "reason": "operator void"},
+         bodies.void_answer(voided_id=1, from_miner=WORKER, to_miner="carol",
+                            amount_i64=2_009_999, reason="operator void"),
          {"ok": True, "voided": True}, {"tx_hash": TX, "reason": "operator void"}, admin=True),
 ]
 CALL_IDS = [call.name for call in CALLS]
@@ -176,30 +171,29 @@ ANSWERS = [
            Outcome.OK, "ok_status", None),
     Answer("explicit_400", _err(400, "worker_wallet required"),
            Outcome.FAILED, 400, "worker_wallet required"),
-    Answer("unauthorized_401", _err(401, "Unauthorized - admin key required"),
-           Outcome.FAILED, 401, "Unauthorized - admin key required"),
-    Answer("forbidden_403", _err(403, "Only the poster can cancel"),
-           Outcome.FAILED, 403, "Only the poster can cancel"),
-    Answer("not_found_404", _err(404, "Job not found"), Outcome.FAILED, 404, "Job not found"),
-    Answer("conflict_409", _err(409, "Job is not open (status: claimed)"),
-           Outcome.FAILED, 409, "Job is not open (status: claimed)"),
-    Answer("expired_410", _err(410, "Job has expired"), Outcome.FAILED, 410, "Job has expired"),
-    Answer("too_large_413", _err(413, "request body exceeds the 1 MB limit", ok=False,
-                                 code="REQUEST_TOO_LARGE"),
-           Outcome.FAILED, 413, "request body exceeds the 1 MB limit"),
+    Answer("unauthorized_401", lambda c: {"status": 401, "json": bodies.admin_required()},
+           Outcome.FAILED, 401, bodies.ADMIN_REQUIRED),
+    Answer("forbidden_403", _err(403, bodies.WRONG_POSTER_CANCEL),
+           Outcome.FAILED, 403, bodies.WRONG_POSTER_CANCEL),
+    Answer("not_found_404", _err(404, bodies.JOB_NOT_FOUND),
+           Outcome.FAILED, 404, bodies.JOB_NOT_FOUND),
+    Answer("conflict_409", _err(409, bodies.not_open("claimed")),
+           Outcome.FAILED, 409, bodies.not_open("claimed")),
+    Answer("expired_410", _err(410, bodies.JOB_EXPIRED), Outcome.FAILED, 410, bodies.JOB_EXPIRED),
+    Answer("too_large_413", lambda c: {"status": 413, "json": bodies.too_large()},
+           Outcome.FAILED, 413, bodies.TOO_LARGE),
     Answer("rate_limited_429",
            lambda c: {"status": 429, "headers": {"Retry-After": "17"},
-                      "json": {"ok": False, "error": "rate_limited", "code": "ADMIN_RATE_LIMIT",
-                               "limit": 12, "window_seconds": 60}},
-           Outcome.FAILED, 429, "rate_limited", retry_after=17),
-    Answer("rate_limited_429_no_header", _err(429, "Maximum 20 active jobs per agent",
-                                              active_jobs=20),
-           Outcome.FAILED, 429, "Maximum 20 active jobs per agent", retry_after=60),
+                      "json": bodies.rate_limited()},
+           Outcome.FAILED, 429, bodies.RATE_LIMITED, retry_after=17),
+    Answer("rate_limited_429_no_header", _err(429, bodies.ACTIVE_JOB_CAP, active_jobs=20),
+           Outcome.FAILED, 429, bodies.ACTIVE_JOB_CAP, retry_after=60),
     Answer("rate_limited_429_html_date",
            lambda c: {"status": 429, "body": "<html>slow down</html>",
                       "headers": {"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}},
            Outcome.FAILED, 429, "rate limited", retry_after=60),
-    Answer("server_500_json", _err(500, "Internal error"), Outcome.UNKNOWN, 500, "Internal error"),
+    Answer("server_500_json", _err(500, bodies.INTERNAL_ERROR),
+           Outcome.UNKNOWN, 500, bodies.INTERNAL_ERROR),
     Answer("server_503_json", _err(503, "RC_ADMIN_KEY not configured on server"),
            Outcome.UNKNOWN, 503, "RC_ADMIN_KEY not configured on server"),
     Answer("server_500_html", _raw(500, HTML_PAGE), Outcome.UNKNOWN, 500, "http 500"),
@@ -232,7 +226,7 @@ ANSWERS = [
            Outcome.UNKNOWN, None, "transport error: ChunkedEncodingError"),
 ]
 # /wallet/tx/<h> 404 is an answer only with status "not_found"; a plain "Job not found" 404 is
-# not the node's tx answer, so it is ambiguous (NODE_API §1.12).
+# not the node's tx answer, so it is ambiguous (docs/escrow-node.md §1.12).
 OVERRIDES = {("tx_status", "not_found_404"): (Outcome.UNKNOWN, 404, "bad shape:")}
 
 
@@ -293,7 +287,7 @@ def test_every_call_maps_every_answer(call, answer, rsps, client, caplog):
         assert typed_part(returned) is None
     assert len(rsps.calls) == 1  # never retried, never redirected
     assert ADMIN_KEY not in caplog.text
-    warnings = [r for r in caplog.records if r.name == "otc_bridge.escrow" and r.levelno >= 30]
+    warnings = [r for r in caplog.records if r.name == "otc_bridge.node" and r.levelno >= 30]
     assert bool(warnings) == (outcome is not Outcome.OK)
 
 
@@ -305,7 +299,7 @@ def test_sends_the_documented_request(call, rsps, client):
     sent = json.loads(request.body) if request.body else None
     assert sent == call.sent_json
     assert parse_qs(urlsplit(request.url).query) == (call.sent_query or {})
-    # X-Admin-Key only where the node needs it (NODE_API §2), never on /agent/* or public reads.
+    # X-Admin-Key only where the node needs it (docs/escrow-node.md §2), never on /agent/* or public reads.
     assert request.headers.get("X-Admin-Key") == (ADMIN_KEY if call.admin else None)
 
 

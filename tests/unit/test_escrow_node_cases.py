@@ -1,6 +1,8 @@
 """Escrow-node client: per-endpoint answers beyond the generic table, and the admin-key rules.
 
-Each case cites the NODE_API.md section whose behaviour it pins down.
+Each case cites the docs/escrow-node.md section whose behaviour it pins down. Well-formed
+answers come from tests/node_bodies.py (held against the dev node by tests/contract); the
+hand-written bodies left here are the deliberately broken or partial ones.
 """
 
 from __future__ import annotations
@@ -8,29 +10,26 @@ from __future__ import annotations
 import json
 import logging
 
+import node_bodies as bodies
 import pytest
 import responses
 
-from otc_bridge.escrow import (
-    EscrowClientError,
-    EscrowNodeClient,
-    InsecureAdminTransport,
-    Outcome,
-    payout_tx_hash,
-)
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.node.client import EscrowNodeClient
+from otc_bridge.node.results import EscrowClientError, InsecureAdminTransport, Outcome
 
 BASE = "http://127.0.0.1:8099"
 ADMIN_KEY = "test-admin-key-0123456789abcdefghijklmnop"
 JOB_ID = "job_0123456789abcdef"
 PAY_KEY = "otc_payout:abc"
 TX = payout_tx_hash(PAY_KEY)
-JOB_ROW = {
-    "job_id": JOB_ID, "poster_wallet": "alice", "worker_wallet": None, "status": "open",
-    "title": "OTC order 42", "description": "Escrow for OTC order 42 (sell RTC)",
-    "reward_i64": 10_000_000, "escrow_i64": 10_500_000, "platform_fee_i64": 500_000,
-    "expires_at": 1_795_839_590, "tags": '["otc_bridge"]',
-}
-TRANSFER_OK = {"ok": True, "phase": "pending", "pending_id": 7, "tx_hash": TX}
+JOB_ROW = bodies.job_row(
+    job_id=JOB_ID, poster_wallet="alice", title="OTC order 42",
+    description="Escrow for OTC order 42 (sell RTC)", reward_rtc=10.0, reward_i64=10_000_000,
+    fee_i64=500_000, created_at=1_795_234_790, expires_at=1_795_839_590, tags='["otc_bridge"]')
+TRANSFER_OK = bodies.transfer_answer(pending_id=7, tx_hash=TX, from_miner="otc_bridge_worker",
+                                     to_miner="carol", amount_i64=10_000_000,
+                                     confirms_at=1_795_234_790, confirm_delay_seconds=86_400)
 
 
 @pytest.fixture
@@ -93,7 +92,8 @@ def test_get_job_without_job_object_is_unknown(rsps, client):
 
 
 def test_get_job_404_is_failed_not_found(rsps, client):
-    rsps.add("GET", f"{BASE}/agent/jobs/{JOB_ID}", status=404, json={"error": "Job not found"})
+    rsps.add("GET", f"{BASE}/agent/jobs/{JOB_ID}", status=404,
+             json=bodies.error(bodies.JOB_NOT_FOUND))
     read = client.get_job(JOB_ID)
     assert read.result.failed and read.not_found and read.job is None
 
@@ -120,13 +120,14 @@ def test_job_id_is_quoted_into_one_path_segment(rsps, client):
                                                  ("open", Outcome.UNKNOWN)])
 def test_cancel_answers(status, outcome, rsps, client):
     rsps.add("POST", f"{BASE}/agent/jobs/{JOB_ID}/cancel",
-             json={"ok": True, "job_id": JOB_ID, "status": status, "refunded_rtc": 10.5})
+             json={**bodies.job_cancelled(job_id=JOB_ID, escrow_i64=10_500_000), "status": status})
     assert client.cancel_job(JOB_ID, poster_wallet="alice").outcome is outcome
 
 
 def test_accept_without_rating_sends_no_rating(rsps, client):
     rsps.add("POST", f"{BASE}/agent/jobs/{JOB_ID}/accept",
-             json={"ok": True, "job_id": JOB_ID, "status": "completed", "reward_paid_rtc": 10.0})
+             json=bodies.job_completed(job_id=JOB_ID, worker_wallet="otc_bridge_worker",
+                                       reward_i64=10_000_000, fee_i64=500_000))
     assert client.accept_job(JOB_ID, poster_wallet="alice").ok
     assert json.loads(rsps.calls[0].request.body) == {"poster_wallet": "alice"}
 
@@ -147,7 +148,7 @@ def test_list_open_jobs_pages_with_limit_and_offset(rsps, client):
 # -- /wallet/balance (§1.10) ------------------------------------------------------------------
 
 @pytest.mark.parametrize(("body", "outcome", "amount"), [
-    ({"miner_id": "alice", "amount_i64": 0, "amount_rtc": 0.0}, Outcome.OK, 0),
+    (bodies.balance("alice", 0), Outcome.OK, 0),
     ({"miner_id": "bob", "amount_i64": 5, "amount_rtc": 0.000005}, Outcome.UNKNOWN, None),
     ({"miner_id": "alice", "amount_i64": True}, Outcome.UNKNOWN, None),
     ({"miner_id": "alice", "amount_i64": 5.0}, Outcome.UNKNOWN, None),
@@ -159,8 +160,7 @@ def test_balance_answers(body, outcome, amount, rsps, client):
 
 
 def test_balance_admin_gated_deployment_is_failed(rsps, client):
-    rsps.add("GET", f"{BASE}/wallet/balance", status=401,
-             json={"error": "Unauthorized - admin key required"})
+    rsps.add("GET", f"{BASE}/wallet/balance", status=401, json=bodies.error(bodies.ADMIN_REQUIRED))
     result, balance = client.balance_micro_rtc("alice")
     assert result.failed and balance is None
 
@@ -168,11 +168,10 @@ def test_balance_admin_gated_deployment_is_failed(rsps, client):
 # -- /wallet/tx/<hash> (§1.12) ----------------------------------------------------------------
 
 @pytest.mark.parametrize(("status_code", "body", "outcome", "status"), [
-    (200, {"ok": True, "status": "pending", "confirmations": 0}, Outcome.OK, "pending"),
-    (200, {"ok": True, "status": "confirmed", "confirmations": 1}, Outcome.OK, "confirmed"),
-    (200, {"ok": True, "status": "failed", "confirmations": 0}, Outcome.OK, "failed"),
-    (404, {"ok": False, "status": "not_found", "error": "transaction_not_found"},
-     Outcome.OK, "not_found"),
+    (200, bodies.tx_answer(TX, "pending"), Outcome.OK, "pending"),
+    (200, bodies.tx_answer(TX, "confirmed", 2_992_058), Outcome.OK, "confirmed"),
+    (200, bodies.tx_answer(TX, "failed"), Outcome.OK, "failed"),
+    (404, bodies.tx_not_found(), Outcome.OK, "not_found"),
     (200, {"ok": True, "status": "not_found"}, Outcome.UNKNOWN, None),
     (404, {"ok": False, "status": "pending", "error": "x"}, Outcome.UNKNOWN, None),
     (404, {"error": "Not Found"}, Outcome.UNKNOWN, None),
@@ -206,7 +205,7 @@ def test_transfer_answers(change, outcome, rsps, client):
 
 def test_transfer_with_foreign_tx_hash_is_unknown_and_logged(rsps, client, caplog):
     rsps.add("POST", f"{BASE}/wallet/transfer", json={**TRANSFER_OK, "tx_hash": "f" * 32})
-    with caplog.at_level(logging.ERROR, logger="otc_bridge.escrow"):
+    with caplog.at_level(logging.ERROR, logger="otc_bridge.node"):
         result = _transfer(client)
     assert result.unknown and result.error.startswith("bad shape:")
     assert any(r.levelno == logging.ERROR and "f" * 32 in r.getMessage() for r in caplog.records)
@@ -214,9 +213,9 @@ def test_transfer_with_foreign_tx_hash_is_unknown_and_logged(rsps, client, caplo
 
 def test_transfer_idempotency_conflict_is_failed(rsps, client):
     rsps.add("POST", f"{BASE}/wallet/transfer", status=409,
-             json={"error": "idempotency_key_conflict", "tx_hash": TX})
+             json=bodies.error(bodies.IDEMPOTENCY_CONFLICT, tx_hash=TX))
     result = _transfer(client)
-    assert result.failed and result.error == "idempotency_key_conflict"
+    assert result.failed and result.error == bodies.IDEMPOTENCY_CONFLICT
 
 
 def test_payout_tx_hash_is_the_nodes_formula():
@@ -236,7 +235,7 @@ def test_retry_after_parsing(header, seconds, rsps, client):
 def test_non_ok_outcome_logged_once_as_warning(rsps, client, caplog):
     rsps.add("POST", f"{BASE}/agent/jobs/{JOB_ID}/claim", status=409,
              json={"error": "Job is not open (status: claimed)"})
-    with caplog.at_level(logging.DEBUG, logger="otc_bridge.escrow"):
+    with caplog.at_level(logging.DEBUG, logger="otc_bridge.node"):
         client.claim_job(JOB_ID, worker_wallet="w")
     [record] = caplog.records
     assert record.levelno == logging.WARNING
@@ -247,7 +246,7 @@ def test_non_ok_outcome_logged_once_as_warning(rsps, client, caplog):
 
 def test_ok_outcome_not_logged(rsps, client, caplog):
     rsps.add("POST", f"{BASE}/wallet/transfer", json=TRANSFER_OK)
-    with caplog.at_level(logging.DEBUG, logger="otc_bridge.escrow"):
+    with caplog.at_level(logging.DEBUG, logger="otc_bridge.node"):
         assert _transfer(client).ok
     assert caplog.records == []
 
@@ -258,7 +257,7 @@ def test_long_node_error_is_cut(rsps, client):
     assert result.failed and len(result.error) == 300
 
 
-# -- the admin key: TLS or loopback only (SPEC §5, NODE_API §2) --------------------------------
+# -- the admin key: TLS or loopback only (docs/protocol.md §5, docs/escrow-node.md §2) --------------------------------
 
 @pytest.mark.parametrize(("base_url", "allow", "refused"), [
     ("http://example.com", False, True),
@@ -306,7 +305,7 @@ def test_admin_calls_without_key_refused_before_sending(invoke, rsps):
                                     lambda c: c.void_pending(tx_hash=TX, reason="r")])
 def test_admin_transport_checked_again_on_every_admin_call(invoke, rsps):
     client = EscrowNodeClient("https://node.example", admin_key=ADMIN_KEY)
-    client._base_url = "http://node.example"  # whatever changed it, the key must not leave
+    client._transport.base_url = "http://node.example"  # whatever changed it, the key must not leave
     with pytest.raises(InsecureAdminTransport):
         invoke(client)
     assert len(rsps.calls) == 0
