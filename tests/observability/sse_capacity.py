@@ -2,11 +2,11 @@
 
     python tests/observability/sse_capacity.py --streams 64 --threads 68
 
-Starts a dev node (in this process) and ``otc-bridge serve`` (gunicorn, gthread) on free
-loopback ports in a temporary directory, opens ``--streams`` clients on ``/api/stream``, and
-then, with all of them open, times ``GET /api/orderbook`` and the delivery of one new order's
-events to every stream. Prints one JSON report. ``tests/observability/test_serve_streams.py``
-runs the same measurement with a few streams.
+Starts a dev node (in this process) and ``otc-bridge serve`` (gunicorn, its buffering gthread
+worker) on free loopback ports in a temporary directory, opens ``--streams`` clients on
+``/api/stream``, and then, with all of them open, times ``GET /api/orderbook`` and the
+delivery of one new order's events to every stream. Prints one JSON report.
+``tests/observability/test_serve_streams.py`` runs the same measurement with a few streams.
 """
 
 from __future__ import annotations
@@ -58,9 +58,11 @@ def serve_env(node_url: str, workdir: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serve(env: dict[str, str], workdir: Path, *, workers: int, threads: int) -> Iterator[str]:
+def serve(env: dict[str, str], workdir: Path, *, workers: int, threads: int,
+          output: list[str] | None = None) -> Iterator[str]:
     """``otc-bridge serve`` until the block ends; yields its URL once every worker booted
-    (requests wait on the bound socket until a worker accepts)."""
+    (requests wait on the bound socket until a worker accepts). Its output lines are
+    appended to ``output`` if given."""
     port = free_port()
     args = [sys.executable, "-m", "otc_bridge.cli", "serve", "--port", str(port), "--workers", str(workers),
             "--threads", str(threads)]
@@ -68,12 +70,19 @@ def serve(env: dict[str, str], workdir: Path, *, workers: int, threads: int) -> 
                             text=True, start_new_session=True)
     booted = 0
     try:
+        lines = [] if output is None else output
         for line in proc.stdout:
+            lines.append(line)
             booted += "Booting worker" in line
             if booted == workers:
                 break
         assert booted == workers, "serve ended before its workers booted"
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep draining its output
+
+        def drain() -> None:  # keep reading its output, or it blocks on a full pipe
+            for line in proc.stdout:
+                lines.append(line)
+
+        threading.Thread(target=drain, daemon=True).start()
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # gunicorn's quick shutdown of master and workers

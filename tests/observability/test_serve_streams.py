@@ -1,6 +1,6 @@
-"""``otc-bridge serve`` (gunicorn, gthread) with streams open: the API still answers, the
-cap answers 503, and in multiprocess mode ``/metrics`` sums the workers. A short heartbeat
-lets the server notice closed streams quickly, so the workers stop without waiting."""
+"""``otc-bridge serve`` (gunicorn, buffering gthread worker) with streams open: the API still
+answers, the cap answers 503, and in multiprocess mode ``/metrics`` sums the workers. A short
+heartbeat lets the server notice closed streams quickly, so the workers stop without waiting."""
 
 from __future__ import annotations
 
