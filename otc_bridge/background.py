@@ -7,31 +7,61 @@ pass that hit the node's rate limit asks for a back-off, which the loop honours;
 pass with a full batch is followed by another at once. ``OTC_RECONCILE_DISABLED=1`` and
 ``OTC_OUTBOX_DISABLED=1`` turn them off (operators then run ``otc-bridge reconcile`` and
 ``otc-bridge worker``).
+
+Both loops also watch the reconciler (:func:`watch_reconciler`): when no reconcile pass has
+completed for ``STALE_AFTER_INTERVALS`` intervals (a hung pass holding the lease, a dead
+thread, passes that all crash), an operator alert ``reconciler_stalled`` goes out through the
+outbox, once per stall. The outbox loop catches a reconciler hung in its own process; the
+reconcile loops of other processes, skipped by the held lease, catch it too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import requests
 
 from otc_bridge.context import Bridge
 from otc_bridge.notify import outbox_worker
 from otc_bridge.settlement import reconcile
-from otc_bridge.storage import outbox
+from otc_bridge.storage import heartbeats, outbox
 
 log = logging.getLogger(__name__)
+
+#: The fewest seconds between two :func:`watch_reconciler` checks of one loop.
+WATCH_EVERY_SECONDS = 5.0
+
+
+def watch_reconciler(bridge: Bridge, waiting_since: int) -> bool:
+    """Raise the ``reconciler_stalled`` alert if no reconcile pass completed for
+    ``STALE_AFTER_INTERVALS x OTC_RECONCILE_INTERVAL_SECONDS`` (deduplicated per stall, see
+    :func:`otc_bridge.storage.heartbeats.alert_if_stalled`); ``waiting_since`` is when this
+    loop started. Nothing when the reconciler is disabled. Never raises; True if it alerted."""
+    cfg = bridge.config
+    if cfg.reconcile_disabled:
+        return False
+    try:
+        return heartbeats.alert_if_stalled(bridge.db, reconcile.LEASE_NAME, now=bridge.now(),
+                                           max_age=heartbeats.STALE_AFTER_INTERVALS * cfg.reconcile_interval_seconds,
+                                           waiting_since=waiting_since)
+    except Exception:
+        log.exception("could not check the reconciler's heartbeat")
+        return False
 
 
 def reconcile_forever(bridge: Bridge, stop: threading.Event, interval_seconds: float | None = None) -> None:
     """Run passes until ``stop`` is set; never raises (every failure is logged and retried)."""
     interval = interval_seconds or bridge.config.reconcile_interval_seconds
     wait = 0.0  # the startup pass runs at once
+    started = bridge.now()
     while not stop.wait(wait):
         try:
             result = reconcile.run_once(bridge)
             wait = max(interval, result.get("backoff_seconds", 0))
+            if result.get("skipped_locked"):  # another process's pass: is it progressing?
+                watch_reconciler(bridge, started)
         except Exception:
             log.exception("reconcile pass crashed; retrying in %ss", interval)
             wait = interval
@@ -63,6 +93,7 @@ def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: flo
     """
     interval = interval_seconds or bridge.config.outbox_interval_seconds
     wait = 0.0
+    started, watched = bridge.now(), time.monotonic() - WATCH_EVERY_SECONDS
     with requests.Session() as session:
         while not stop.is_set():
             if wait:
@@ -75,6 +106,9 @@ def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: flo
             except Exception:
                 log.exception("outbox pass crashed; retrying in %ss", interval)
                 wait = interval
+            if time.monotonic() - watched >= WATCH_EVERY_SECONDS:
+                watched = time.monotonic()
+                watch_reconciler(bridge, started)
 
 
 def start_outbox_worker(bridge: Bridge, interval_seconds: float | None = None) -> threading.Event | None:

@@ -1,16 +1,23 @@
 """Readiness and metrics: ``/readyz`` and ``/metrics`` (liveness, ``/healthz``, is in ``web``).
 
-``/readyz`` answers 200 ``{"ok": true, "checks": {...}}`` or 503 with ``"failed"`` naming
-each failing check:
+``/readyz`` answers 200 ``{"ok": true}`` or 503 ``{"ok": false}``. With the admin token
+(``Authorization: Bearer <OTC_ADMIN_TOKEN>`` or ``X-Admin-Key``) it adds ``"checks"`` and,
+when not ok, ``"failed"`` naming each failing check; a wrong token is a 401. It writes
+nothing and takes no write lock:
 
-* ``database``: the SQLite file takes a write (``BEGIN IMMEDIATE``, one insert, rollback) on a
-  separate connection within 2 s, so a locked or read-only database fails fast;
+* ``database``: the SQLite file answers a read (schema version, one ``orders`` row) on a
+  separate read-only connection within 2 s, and this process may write it
+  (:func:`otc_bridge.storage.db.probe_readable`);
 * ``node``: the escrow node answers ``GET /wallet/balance`` for the worker wallet with a
   status below 500 within 1 s to connect and 2 s to answer. The result is kept 5 s, so
   polling ``/readyz`` cannot flood the node (whose rate limit would hit the bridge);
-* ``reconciler``: the last recorded reconcile pass (any process, ``heartbeats`` table) is at
-  most 3 x ``OTC_RECONCILE_INTERVAL_SECONDS`` old; a process younger than that is given the
-  benefit of the doubt. Skipped when ``OTC_RECONCILE_DISABLED``.
+* ``reconciler`` and ``outbox``: the worker's last completed pass (any process, ``heartbeats``
+  table) is at most ``STALE_AFTER_INTERVALS`` (3) intervals old (``OTC_RECONCILE_INTERVAL_SECONDS``;
+  for the outbox the longer of ``OTC_OUTBOX_INTERVAL_SECONDS`` and ``OTC_OUTBOX_VISIBILITY_SECONDS``,
+  as one pass may deliver a batch to slow receivers);
+  a process younger than that is given the benefit of the doubt. The details name the
+  lease's holder (pid, since when), read from its lock file (docs/leases.md). Skipped when
+  the worker is disabled.
 
 ``/metrics`` is the Prometheus text format (:mod:`otc_bridge.notify.metrics`); public unless
 ``OTC_METRICS_TOKEN`` is set, then it wants ``Authorization: Bearer <token>``.
@@ -33,7 +40,7 @@ from otc_bridge.context import Bridge
 from otc_bridge.domain.errors import BridgeError
 from otc_bridge.notify import metrics
 from otc_bridge.storage import heartbeats
-from otc_bridge.storage.db import probe_writable
+from otc_bridge.storage.db import probe_readable
 
 bp = Blueprint("health", __name__)
 
@@ -41,7 +48,7 @@ EXTENSION = "otc_probes"
 DB_PROBE_TIMEOUT_SECONDS = 2.0
 NODE_PROBE_TIMEOUT = (1.0, 2.0)
 NODE_PROBE_CACHE_SECONDS = 5.0
-STALE_AFTER_INTERVALS = 3
+STALE_AFTER_INTERVALS = heartbeats.STALE_AFTER_INTERVALS
 
 
 @dataclass
@@ -69,8 +76,8 @@ def probes() -> Probes:
 
 
 def check_database(path: str) -> dict[str, Any]:
-    """Can the database take a write now? (:func:`otc_bridge.storage.db.probe_writable`)."""
-    error = probe_writable(path, timeout_seconds=DB_PROBE_TIMEOUT_SECONDS)
+    """Can the database be used now? Read only (:func:`otc_bridge.storage.db.probe_readable`)."""
+    error = probe_readable(path, timeout_seconds=DB_PROBE_TIMEOUT_SECONDS)
     return {"ok": True} if error is None else {"ok": False, "error": error}
 
 
@@ -97,37 +104,58 @@ def check_node(p: Probes) -> dict[str, Any]:
     return result
 
 
+def _check_worker(p: Probes, name: str, max_age: int) -> dict[str, Any]:
+    try:
+        return heartbeats.staleness(p.bridge.db, name, now=p.bridge.now(), max_age=max_age,
+                                    waiting_since=p.started_at)
+    except sqlite3.Error as exc:
+        return {"ok": False, "error": str(exc)}
+
+
 def check_reconciler(p: Probes) -> dict[str, Any]:
-    """Is the reconciler's last pass recent (see the module docstring)?"""
+    """Is the reconciler's last pass recent, and who holds its lease (module docstring)?"""
     cfg = p.bridge.config
     if cfg.reconcile_disabled:
         return {"ok": True, "disabled": True}
-    now, max_age = p.bridge.now(), STALE_AFTER_INTERVALS * cfg.reconcile_interval_seconds
-    try:
-        beat = heartbeats.read_heartbeats(p.bridge.db).get("reconciler")
-    except sqlite3.Error as exc:
-        return {"ok": False, "error": str(exc)}
-    if beat is None:
-        waited = now - p.started_at
-        if waited <= max_age:
-            return {"ok": True, "last_run_at": None, "starting": True}
-        return {"ok": False, "last_run_at": None, "error": f"no reconcile pass recorded in {waited} s"}
-    age = now - beat.last_run_at
-    result = {"ok": age <= max_age, "last_run_at": beat.last_run_at, "age_seconds": age, "max_age_seconds": max_age}
-    if age > max_age:
-        result["error"] = f"last reconcile pass {age} s ago"
-    return result
+    return _check_worker(p, "reconciler", STALE_AFTER_INTERVALS * cfg.reconcile_interval_seconds)
+
+
+def check_outbox(p: Probes) -> dict[str, Any]:
+    """Is the outbox worker's last pass recent, and who holds its lease (module docstring)?"""
+    cfg = p.bridge.config
+    if cfg.outbox_disabled:
+        return {"ok": True, "disabled": True}
+    max_age = STALE_AFTER_INTERVALS * max(cfg.outbox_interval_seconds, cfg.outbox_visibility_seconds)
+    return _check_worker(p, "outbox", int(max_age))
+
+
+def _wants_details() -> bool:
+    """True with the right admin token; 401 with a wrong one; False without any (or with
+    no admin token configured, when the details are never shown)."""
+    token = probes().bridge.config.admin_token
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Admin-Key", "")
+    if not token or not given:
+        return False
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise BridgeError("unauthorized", http_status=401)
+    return True
 
 
 @bp.get("/readyz")
 def readyz():
-    """Readiness: 200 when every check passes, else 503 naming the failing ones."""
+    """Readiness: 200 when every check passes, else 503; the details only for the admin."""
+    details = _wants_details()
     p = probes()
-    checks = {"database": check_database(p.bridge.db.path), "node": check_node(p), "reconciler": check_reconciler(p)}
+    checks = {"database": check_database(p.bridge.db.path), "node": check_node(p), "reconciler": check_reconciler(p),
+              "outbox": check_outbox(p)}
     failed = [name for name, result in checks.items() if not result["ok"]]
+    status = 503 if failed else 200
+    if not details:
+        return jsonify(ok=not failed), status
     if failed:
-        return jsonify(ok=False, failed=failed, checks=checks), 503
-    return jsonify(ok=True, checks=checks)
+        return jsonify(ok=False, failed=failed, checks=checks), status
+    return jsonify(ok=True, checks=checks), status
 
 
 @bp.get("/metrics")

@@ -82,7 +82,9 @@ def run_once(bridge: Bridge, now: int | None = None, *, session: requests.Sessio
     """
     clock = (lambda: now) if now is not None else bridge.now
     worker = _Pass(bridge, clock, limit)
-    if not worker.renew_lease():
+    # Held while this process lives (a file lock the kernel frees if it dies: docs/leases.md).
+    lease = leases.try_hold(bridge.db, LEASE_NAME, now=clock())
+    if lease is None:
         return {**dict.fromkeys(COUNTS, 0), "skipped_locked": 1, "more": 0}
     worker.session = session or requests.Session()
     try:
@@ -91,10 +93,8 @@ def run_once(bridge: Bridge, now: int | None = None, *, session: requests.Sessio
         for hook in hooks.values():
             worker.deliver_to(hook)
         worker.drop_orphans(set(hooks))
-    except _LeaseLost:
-        log.warning("outbox lease lost mid-pass (the pass outran OTC_OUTBOX_VISIBILITY_SECONDS); stopped")
     finally:
-        leases.release(bridge.db, LEASE_NAME, worker.holder)
+        lease.release()
         if session is None:
             worker.session.close()
     result = {name: worker.counts.get(name, 0) for name in COUNTS}
@@ -105,33 +105,15 @@ def run_once(bridge: Bridge, now: int | None = None, *, session: requests.Sessio
     return result
 
 
-class _LeaseLost(RuntimeError):
-    """Another process took the lease (this pass outran its TTL): stop before claiming more."""
-
-
 class _Pass:
-    """State of one pass: the clock, the HTTP session, the lease holder and the counts."""
+    """State of one pass: the clock, the HTTP session and the counts."""
 
     session: requests.Session
 
     def __init__(self, bridge: Bridge, clock: Callable[[], int], limit: int) -> None:
         self.bridge, self.db, self.config = bridge, bridge.db, bridge.config
         self.clock, self.limit = clock, limit
-        self.holder = leases.new_holder()
-        self.lease_until = 0.0
         self.counts: Counter[str] = Counter()
-
-    def renew_lease(self) -> bool:
-        """Take or extend the lease; a no-op while two thirds of its TTL remain (saves a commit
-        per delivery). The TTL equals the claim expiry: a live driver holds it through every
-        claim, a dead one's lease and claims lapse together."""
-        now, ttl = self.clock(), self.config.outbox_visibility_seconds
-        if now < self.lease_until - ttl * 2 / 3:
-            return True
-        if not leases.try_acquire(self.db, LEASE_NAME, self.holder, ttl, now):
-            return False
-        self.lease_until = now + ttl
-        return True
 
     def fan_out(self) -> None:
         """Give each due ``pending`` outbox row its deliveries (see the module docstring)."""
@@ -175,8 +157,6 @@ class _Pass:
         if len(rows) == self.limit:
             self.counts["more"] += 1
         for row in rows:
-            if not self.renew_lease():
-                raise _LeaseLost
             attempts = self.claim(row)
             if attempts is not None and not self.deliver_one(hook, row, attempts):
                 break

@@ -1,4 +1,5 @@
-"""The background workers' last passes (``heartbeats`` table), read by ``/readyz`` and ``/metrics``.
+"""The background workers' last passes (``heartbeats`` table), read by ``/readyz`` and ``/metrics``,
+and the operator alert raised when a worker has not completed a pass for too long.
 """
 
 from __future__ import annotations
@@ -8,10 +9,16 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from otc_bridge.storage import leases, outbox
 from otc_bridge.storage.db import Database
 
 log = logging.getLogger(__name__)
+
+#: A worker whose last completed pass is older than this many of its intervals is stalled:
+#: ``/readyz`` fails and :func:`alert_if_stalled` raises the operator alert.
+STALE_AFTER_INTERVALS = 3
 
 #: The table :func:`record_pass` writes (schema migration; ``detail`` is JSON).
 HEARTBEATS_DDL = """
@@ -73,3 +80,64 @@ def read_heartbeats(db: Database) -> dict[str, Heartbeat]:
         out[row["name"]] = Heartbeat(row["name"], row["last_run_at"], detail.get("last", {}),
                                      detail.get("totals", {}), detail.get("passes", 0))
     return out
+
+
+# --- staleness and its alert --------------------------------------------------------------------
+
+def staleness(db: Database, name: str, *, now: int, max_age: int, waiting_since: int) -> dict[str, Any]:
+    """How fresh worker ``name``'s last completed pass is, with its lease's holder.
+
+    ``{"ok", "last_run_at", "age_seconds", "max_age_seconds", "lease"}`` plus ``"error"`` when
+    not ok. ``ok``: the last pass is at most ``max_age`` seconds old; with no pass recorded,
+    while at most ``max_age`` has passed since ``waiting_since`` (the asking process's start;
+    then ``"starting": true``). ``lease`` is :meth:`otc_bridge.storage.leases.Holder.as_dict`
+    (``{"held": false}`` when free): a lease held by a live process that completes no pass is
+    a hung pass, one whose holder died was freed by the kernel. Read only; raises
+    ``sqlite3.Error`` if the ``heartbeats`` table cannot be read.
+    """
+    row = db.read_one("SELECT last_run_at FROM heartbeats WHERE name = ?", (name,))
+    holder = leases.holder(db, name)
+    lease = holder.as_dict(now) if holder is not None else {"held": False}
+    if row is None:
+        waited = now - waiting_since
+        result: dict[str, Any] = {"ok": waited <= max_age, "last_run_at": None, "max_age_seconds": max_age}
+        if result["ok"]:
+            result["starting"] = True
+        else:
+            result["error"] = f"no {name} pass recorded in {waited} s"
+    else:
+        age = now - row["last_run_at"]
+        result = {"ok": age <= max_age, "last_run_at": row["last_run_at"], "age_seconds": age,
+                  "max_age_seconds": max_age}
+        if age > max_age:
+            result["error"] = f"last {name} pass completed {age} s ago"
+    if not result["ok"] and holder is not None and holder.held:
+        result["error"] += (f"; its lease is held by process {holder.pid}"
+                            + (f" for {lease['held_seconds']:g} s" if "held_seconds" in lease else ""))
+    result["lease"] = lease
+    return result
+
+
+def alert_if_stalled(db: Database, name: str, *, now: int, max_age: int, waiting_since: int) -> bool:
+    """Raise the ``<name>_stalled`` operator alert (an ``alert`` outbox row) if worker
+    ``name`` is stale by :func:`staleness`; True if this call raised it.
+
+    Deduplicated per stall: the event key names the last completed pass
+    (``alert:reconciler_stalled:<last_run_at>``, ``…:never`` before the first), so every
+    process may call this as often as it likes and one stall alerts once; the next stall,
+    after a pass completed, alerts again. Writes only when it raises the alert.
+    """
+    state = staleness(db, name, now=now, max_age=max_age, waiting_since=waiting_since)
+    if state["ok"]:
+        return False
+    key = f"alert:{name}_stalled:{state['last_run_at'] if state['last_run_at'] is not None else 'never'}"
+    if db.read_one("SELECT 1 FROM outbox WHERE event_key = ?", (key,)) is not None:
+        return False
+    message = f"{state['error']} (limit {max_age} s)"
+    with db.transaction() as tx:
+        if tx.execute("SELECT 1 FROM outbox WHERE event_key = ?", (key,)).fetchone() is not None:
+            return False
+        outbox.enqueue(tx, topic="alert", event_key=key, now=now,
+                       payload={"code": f"{name}_stalled", "order_id": None, "message": message, "status": None})
+    log.error("%s stalled: %s", name, message)
+    return True

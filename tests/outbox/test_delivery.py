@@ -3,6 +3,8 @@ type, each destination on its own, signatures valid, and the pass's own guards."
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 import threading
 
@@ -119,10 +121,15 @@ def outbox_hook(name, url):
 def test_a_pass_is_skipped_while_another_process_holds_the_lease(local, receiver):
     local.config = local.config.replace(webhooks=(receiver.hook(),))
     add_event(local.db)
-    assert leases.try_acquire(local.db, outbox_worker.LEASE_NAME, "someone-else", 60, NOW)
-    assert outbox_worker.run_once(local, NOW)["skipped_locked"] == 1
-    assert receiver.calls == []
-    assert outbox_worker.run_once(local, NOW + 61)["delivered"] == 1  # the other holder's lease lapsed
+    # Another process's lock: its own open file (flock locks belong to the open file).
+    other = os.open(leases.lock_path(local.db, outbox_worker.LEASE_NAME), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert outbox_worker.run_once(local, NOW)["skipped_locked"] == 1
+        assert receiver.calls == []
+    finally:
+        os.close(other)  # the other process ends (or dies): the kernel drops its lock
+    assert outbox_worker.run_once(local, NOW)["delivered"] == 1  # at once, no clock moved
 
 
 def test_racing_workers_deliver_each_event_once(local, receiver):
