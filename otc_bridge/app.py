@@ -1,14 +1,20 @@
 """The application factory: ``create_app(config)`` builds everything, importing does nothing.
 
 Cross-cutting HTTP concerns live here: the request id, the per-IP rate limit on POST
-routes, security headers, CORS, the body size limit, and the one error handler that maps
-domain errors to HTTP (internal errors become a generic 500, detail only in the log).
+routes (IPv6 clients counted per /64) and its pruning, the JSON Content-Type check of API
+POSTs (415), security headers, CORS, the body size limit, and the one error handler that
+maps domain errors to HTTP (internal errors become a generic 500, detail only in the log).
+Every 4xx that Flask or werkzeug raises goes through that handler too, so each has a JSON
+body; the malformed requests a WSGI server refuses before Flask sees them (a bad request
+line, an over-long one, over-large headers) are answered by the serving layer
+(:mod:`otc_bridge.serving`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -19,6 +25,7 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
 from otc_bridge import crashpoints
+from otc_bridge.api import body
 from otc_bridge.config import Config, ConfigError
 from otc_bridge.context import Bridge, wall_clock
 from otc_bridge.domain.errors import BridgeError
@@ -63,6 +70,28 @@ class TransactionGuardSession(requests.Session):
         return response
 
 
+class _Pruner:
+    """Deletes ended rate-limit windows (:func:`otc_bridge.storage.ratelimit.prune`) at most
+    once per window per process, from the POST hook that fills the table: one short DELETE per
+    window, so the table holds about one window of clients, and it runs wherever the limit
+    does (the background loops can be turned off). Concurrent requests may both prune once;
+    that is harmless."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self._next_at = 0  # bridge clock, unix seconds
+
+    def __call__(self, now: int) -> None:
+        if now < self._next_at:
+            return
+        window = self._bridge.config.rate_limit.window_seconds
+        self._next_at = now + window
+        try:
+            ratelimit.prune(self._bridge.db, now, window)
+        except sqlite3.OperationalError:  # busy: the next window's prune takes these rows too
+            log.warning("rate-limit prune skipped (database busy)", exc_info=True)
+
+
 def build_bridge(config: Config, *, clock: Callable[[], int] = wall_clock,
                  session: requests.Session | None = None) -> Bridge:
     """Open (and migrate) the database and build the node client for ``config``.
@@ -78,6 +107,7 @@ def build_bridge(config: Config, *, clock: Callable[[], int] = wall_clock,
         config.node_url, admin_key=config.node_admin_key, session=session or TransactionGuardSession(db),
         connect_timeout_seconds=config.node_connect_timeout_seconds,
         read_timeout_seconds=config.node_read_timeout_seconds,
+        deadline_seconds=config.node_deadline_seconds, max_response_bytes=config.node_max_response_bytes,
         allow_insecure_admin=config.allow_insecure_admin, tls_verify=config.node_tls_verify)
     return Bridge(config=config, db=db, node=node, clock=clock)
 
@@ -104,17 +134,22 @@ def create_app(config: Config | None = None, *, bridge: Bridge | None = None) ->
 
 
 def _install_hooks(app: Flask, bridge: Bridge) -> None:
+    prune = _Pruner(bridge)
+
     @app.before_request
     def start_request():
         logs.start_request()
         if request.method == "POST" and request.path.startswith("/api/"):
             ip = ratelimit.client_ip(request.remote_addr, request.headers, bridge.config.trusted_proxies)
-            verdict = ratelimit.hit(bridge.db, f"ip:{ip}", bridge.config.rate_limit, bridge.now())
+            now = bridge.now()
+            verdict = ratelimit.hit(bridge.db, ratelimit.bucket(ip), bridge.config.rate_limit, now)
+            prune(now)
             if not verdict.allowed:
                 response = jsonify(error="Rate limit exceeded", retry_after_seconds=verdict.retry_after_seconds)
                 response.status_code = 429
                 response.headers["Retry-After"] = str(verdict.retry_after_seconds)
                 return response
+            body.require_json_content_type()  # 415; /admin/* checks it after its token
         return None
 
     @app.after_request

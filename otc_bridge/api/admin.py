@@ -9,7 +9,6 @@ operator from the ``X-Operator`` header (default ``admin``) in the order's audit
 from __future__ import annotations
 
 import hmac
-import re
 
 from flask import Blueprint, abort, jsonify, request
 
@@ -17,6 +16,7 @@ from otc_bridge.api import body
 from otc_bridge.api.orders import bridge
 from otc_bridge.domain import views
 from otc_bridge.domain.errors import BridgeError, Invalid
+from otc_bridge.domain.parsing import ascii_int
 from otc_bridge.operator import attention, audit, common, redrive, resolve
 from otc_bridge.settlement import reconcile
 
@@ -25,7 +25,8 @@ bp = Blueprint("admin", __name__)
 
 @bp.before_request
 def require_admin_token() -> None:
-    """404 when admin is disabled; 401 ``unauthorized`` on a missing or wrong token."""
+    """404 when admin is disabled; 401 ``unauthorized`` on a missing or wrong token; then
+    415 on a POST whose body is not declared JSON (:func:`otc_bridge.api.body.require_json_content_type`)."""
     token = bridge().config.admin_token
     if not token:
         abort(404)
@@ -33,6 +34,8 @@ def require_admin_token() -> None:
     given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("X-Admin-Key", "")
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise BridgeError("unauthorized", http_status=401)
+    if request.method == "POST":  # after the token: the unauthenticated learn nothing more
+        body.require_json_content_type()
 
 
 @bp.post("/admin/reconcile")
@@ -45,9 +48,9 @@ def admin_reconcile():
 
 def _operator_name() -> str:
     """The acting operator from the ``X-Operator`` header (default ``admin``); 400 if malformed."""
-    name = request.headers.get("X-Operator", "admin")
+    name = request.headers.get("X-Operator", "admin").strip(" \t")  # ASCII blanks only, as the name is
     common.operator_actor(name, field="X-Operator")
-    return name.strip()
+    return name
 
 
 def _flag(name: str) -> bool:
@@ -62,9 +65,10 @@ def admin_attention():
     """Orders needing an operator, with their events; ``older_than`` (seconds, default
     3600) is the age from which a ``payout_pending`` order is listed."""
     raw = request.args.get("older_than", str(attention.DEFAULT_ATTENTION_AGE_SECONDS))
-    if not re.fullmatch(r"[0-9]{1,9}", raw):
+    older_than = ascii_int(raw, max_digits=9)
+    if older_than is None:
         raise Invalid("older_than must be a whole number of seconds", field="older_than")
-    return jsonify(ok=True, orders=attention.attention(bridge(), older_than_seconds=int(raw)))
+    return jsonify(ok=True, orders=attention.attention(bridge(), older_than_seconds=older_than))
 
 
 @bp.get("/admin/audit")

@@ -17,7 +17,8 @@ from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from otc_bridge.domain import money
-from otc_bridge.domain.errors import Invalid
+from otc_bridge.domain.errors import BridgeError, Invalid
+from otc_bridge.domain.parsing import ascii_int
 
 _ETH_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _ERG_ADDRESS = re.compile(r"[1-9A-HJ-NP-Za-km-z]{30,120}")  # base58, as Ergo addresses are
@@ -46,11 +47,39 @@ def _read_limited() -> bytes:
     return raw
 
 
+def require_json_content_type() -> None:
+    """Refuse (415) a POST whose body is declared as anything but JSON.
+
+    Accepted: ``application/json`` (any letter case), optionally with ``charset=utf-8``,
+    the only encoding JSON has (RFC 8259). A request with neither a ``Content-Type`` nor a
+    body passes: routes that take no body (``/admin/reconcile``) need none, and routes that
+    do answer ``JSON body required``. A body without a ``Content-Type`` is refused too.
+    Error: 415 ``{"error": "Content-Type must be application/json", "field": "Content-Type"}``.
+    """
+    declared = (request.headers.get("Content-Type") or "").strip() or None
+    if declared is None:
+        has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        if not has_body:
+            return
+    elif _is_json_type(declared):
+        return
+    raise BridgeError("Content-Type must be application/json", field="Content-Type", http_status=415)
+
+
+def _is_json_type(declared: str) -> bool:
+    media_type, *params = [part.strip().lower() for part in declared.split(";")]
+    if media_type != "application/json":
+        return False
+    return all(not param or re.fullmatch(r'charset="?utf-?8"?', param) for param in params)
+
+
 def json_object(allowed: Iterable[str]) -> dict[str, Any]:
     """The request body as a dict; unknown top-level fields are refused.
 
-    Errors (400): ``JSON body required`` (missing, empty or not JSON), ``JSON object
-    required`` (JSON but not an object), ``unknown field: <name>``.
+    Errors (400): ``JSON body required`` (missing, empty, not JSON, ``null`` or ``{}``:
+    the reference answers both as no body), ``JSON object required`` (JSON but not an
+    object), ``unknown field: <name>``. The Content-Type was checked before (415, see
+    :func:`require_json_content_type`).
     """
     raw = _read_limited()
     if not raw.strip():
@@ -59,6 +88,8 @@ def json_object(allowed: Iterable[str]) -> dict[str, Any]:
         data = json.loads(raw, parse_float=Decimal, parse_constant=NonFinite)
     except (ValueError, RecursionError):
         raise Invalid("JSON body required") from None
+    if data is None or data == {}:
+        raise Invalid("JSON body required")
     if not isinstance(data, dict):
         raise Invalid("JSON object required")
     for name in data:
@@ -143,14 +174,22 @@ def quote_tx(data: dict) -> str:
     return value
 
 
-def pair_arg(required_default: str | None = None) -> str | None:
-    """``?pair=``: a supported pair (upper-cased), ``required_default`` if absent; 400 otherwise."""
+def pair_arg(required_default: str | None = None, *, message: str | None = None) -> str | None:
+    """``?pair=``: a supported pair (upper-cased), ``required_default`` if absent; 400 otherwise,
+    with ``message`` (default ``Unsupported pair. Supported: [...]``)."""
     raw = request.args.get("pair")
     if raw is None or raw == "":
         return required_default
-    pair = raw.strip().upper()
+    return parse_pair(raw, message=message)
+
+
+def parse_pair(raw: object, *, message: str | None = None) -> str:
+    """A supported pair from a string in any letter case; :class:`Invalid` (field ``pair``)
+    otherwise. ASCII only: ``str.upper`` maps ``"ſ"`` to ``"S"``, which must not make
+    ``"rtc/uſdc"`` a pair."""
+    pair = raw.strip().upper() if isinstance(raw, str) and raw.isascii() else ""
     if pair not in money.PAIRS:
-        raise Invalid(f"Unsupported pair. Supported: {list(money.PAIRS)}", field="pair")
+        raise Invalid(message or f"Unsupported pair. Supported: {list(money.PAIRS)}", field="pair")
     return pair
 
 
@@ -166,10 +205,12 @@ def page_args(default_limit: int = 50, max_limit: int = 200) -> tuple[int, int]:
 
 
 def int_arg(name: str, default: int, error: str) -> int:
-    """``?name=`` as an integer (``default`` if absent); 400 with ``error`` otherwise."""
+    """``?name=`` as an integer of at most 18 ASCII digits (SQLite's int64), optionally
+    negative and space-padded; ``default`` if absent; 400 with ``error`` otherwise."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    if not re.fullmatch(r"-?\d{1,18}", raw.strip()):  # anything longer overflows SQLite's int64
+    value = ascii_int(raw.strip(" \t\r\n"), signed=True)
+    if value is None:
         raise Invalid(error, field=name)
-    return int(raw)
+    return value

@@ -12,6 +12,10 @@ from otc_bridge.storage import reads
 bp = Blueprint("market", __name__)
 
 _DAY = 86400
+#: The reference bridge's fixed RTC reference price in USD (its ``RTC_REFERENCE_RATE``, not a
+#: setting there either): ``reference_rate`` on ``/api/orderbook`` and ``reference_rate_usd``
+#: on ``/api/stats``. Informational, a display number; nothing is priced from it.
+REFERENCE_RATE_USD = 0.1
 
 
 def _rtc(micro: int | None) -> float:
@@ -24,10 +28,11 @@ def _quote(nano: int | None) -> float | None:
 
 @bp.get("/api/trades")
 def trades():
-    """Completed trades, newest first: ``pair``, ``limit`` (1..200)."""
+    """Completed trades, newest first: ``pair``, ``limit`` (1..200). An unknown pair is the
+    reference's 400 ``unsupported pair`` (field ``pair``)."""
     b = bridge()
     limit, _ = body.page_args()
-    pair = body.pair_arg()
+    pair = body.pair_arg(message="unsupported pair")
     return jsonify(ok=True, trades=[views.trade_view(r) for r in reads.trades(b.db.connection(), pair=pair,
                                                                                 limit=limit)])
 
@@ -54,7 +59,7 @@ def orderbook():
                    last_price=_quote(last), last_price_nano_quote=last,
                    spread=_quote(spread_nano), spread_nano_quote=spread_nano,
                    volume_24h_rtc=_rtc(day[1]), volume_24h_micro_rtc=day[1], trades_24h=day[0],
-                   reference_rate=0.1)
+                   reference_rate=REFERENCE_RATE_USD)
 
 
 @bp.get("/api/stats")
@@ -78,5 +83,6 @@ def stats():
         "open_buys": {"count": sides["buy"][0], "total_rtc": round(_rtc(sides["buy"][1]), 2)},
         "last_price": _quote(last),
         "high_24h": _quote(day[2]), "low_24h": _quote(day[3]),
+        "reference_rate_usd": REFERENCE_RATE_USD,
         "supported_pairs": list(money.PAIRS),
     })

@@ -6,6 +6,9 @@ check, as the reference orders them), calls one service and shapes the response.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 from flask import Blueprint, current_app, jsonify, request
 
 from otc_bridge.api import body
@@ -19,6 +22,7 @@ from otc_bridge.trading import cancel, confirm, create, match
 bp = Blueprint("orders", __name__)
 
 _SIDES = ("buy", "sell")
+WALLET_REQUIRED = "wallet required (RTC wallet ID)"
 _SHOW_INSTRUCTIONS = frozenset({Status.MATCHED, Status.SETTLING, Status.PAYOUT_PENDING,
                                 Status.SETTLEMENT_RECOVERY, Status.COMPLETED})
 
@@ -38,10 +42,32 @@ def _side(raw: object) -> str:
 def _pair(raw: object) -> str:
     if raw is None:
         return "RTC/USDC"  # the reference's default pair
-    pair = raw.strip().upper() if isinstance(raw, str) else ""
-    if pair not in money.PAIRS:
-        raise Invalid(f"Unsupported pair. Supported: {list(money.PAIRS)}", field="pair")
-    return pair
+    return body.parse_pair(raw)
+
+
+def _wallet(data: dict) -> str:
+    """The maker's ``wallet`` as sent. Shorter than 3 characters is "no wallet" (400), as the
+    reference has it; any other non-native string is the signature check's 401."""
+    wallet = body.text(data, "wallet", required=True, message=WALLET_REQUIRED)
+    if len(wallet) < 3:
+        raise Invalid(WALLET_REQUIRED, field="wallet")
+    return wallet
+
+
+def _price(data: dict) -> tuple[int, str]:
+    """``price_per_rtc`` / ``price_per_rtc_nano_quote`` as nano-quote. A negative
+    ``price_per_rtc`` (number or decimal string) counts as 0, so the range check answers the
+    reference's ``price_per_rtc must be positive`` rather than a format error."""
+    raw = data.get("price_per_rtc")
+    if isinstance(raw, str):
+        negative = bool(re.fullmatch(r"-[0-9]+(\.[0-9]+)?", raw.strip()))
+    elif isinstance(raw, Decimal):  # JSON numbers with a fraction or exponent
+        negative = raw.is_finite() and raw < 0
+    else:
+        negative = isinstance(raw, int) and not isinstance(raw, bool) and raw < 0
+    if negative:
+        return 0, "price_per_rtc"
+    return body.amount(data, "price_per_rtc", "price_per_rtc_nano_quote", money.PRICE_DECIMALS)
 
 
 def _instructions(b: Bridge, order) -> dict:
@@ -64,9 +90,9 @@ def create_order():
                       field="ttl_seconds")
     side = _side(data.get("side"))
     pair = _pair(data.get("pair"))
-    wallet = body.text(data, "wallet", required=True, message="wallet required (RTC wallet ID)")
+    wallet = _wallet(data)
     amount, amount_field = body.amount(data, "amount_rtc", "amount_micro_rtc", money.RTC_DECIMALS)
-    price, price_field = body.amount(data, "price_per_rtc", "price_per_rtc_nano_quote", money.PRICE_DECIMALS)
+    price, price_field = _price(data)
     try:
         money.check_order_amount(amount, amount_field)
         money.check_price(price, price_field)

@@ -36,6 +36,7 @@ from otc_bridge.api import body
 from otc_bridge.context import Bridge
 from otc_bridge.domain import wallets
 from otc_bridge.domain.errors import Invalid, NotFound
+from otc_bridge.domain.parsing import ascii_int
 from otc_bridge.notify import metrics
 from otc_bridge.notify.stream import RETRY_AFTER_SECONDS, Filters, StreamFull, StreamHub, frames
 from otc_bridge.storage import orders
@@ -79,12 +80,14 @@ def _filters(db: Database) -> Filters:
 
 
 def _resume_after() -> int | None:
-    raw = (request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "").strip()
+    """The ``Last-Event-ID`` header or ``?last_event_id=``: up to 18 ASCII digits, else 400."""
+    raw = (request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "").strip(" \t")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    event_id = ascii_int(raw)
+    if event_id is None:
         raise Invalid("Last-Event-ID must be a non-negative event id", field="last_event_id")
-    return int(raw)
+    return event_id
 
 
 @bp.get("/api/stream")

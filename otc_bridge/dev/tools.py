@@ -4,7 +4,8 @@
 demo wallets, runs the bridge's background reconciler every few seconds and its outbox
 worker (webhooks and alerts, if configured) and, like a node operator's cron, confirms the
 node's pending pool, so a person can finish a swap from the page. It writes ``dev.json``
-with the URLs and keys the demo needs.
+with the URLs and keys the demo needs. The data directory is 0700 and its files 0600
+(:mod:`otc_bridge.storage.files`), whatever the umask.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from werkzeug.serving import make_server
 
 from otc_bridge.background import start_outbox_worker, start_reconciler
 from otc_bridge.client import BridgeClient, Wallet
+from otc_bridge.storage import files
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
     from otc_bridge.dev.node import create_app as create_devnode
     from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY, start_in_thread
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # 0700 even if it existed: it holds dev.json (the admin token) and both databases.
+    files.private_dir(settings.data_dir, tighten_existing=True)
     node_app = create_devnode(str(settings.data_dir / "devnode.db"), DEFAULT_DEV_ADMIN_KEY)
     node = start_in_thread(node_app, "127.0.0.1", settings.node_port)
     env = dict(os.environ)
@@ -76,7 +79,7 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
     info = {"bridge_url": bridge_url, "node_url": node.url, "node_admin_key": DEFAULT_DEV_ADMIN_KEY,
             "admin_token": settings.admin_token,
             "wallets": {name: w.address for name, w in wallets.items()}}
-    (settings.data_dir / "dev.json").write_text(json.dumps(info, indent=2))
+    files.write_private(settings.data_dir / "dev.json", json.dumps(info, indent=2))  # 0600: the admin token
     stop = threading.Event()
     reconciler_stop = start_reconciler(app.extensions["otc_bridge"], settings.auto_settle_seconds)
     outbox_stop = start_outbox_worker(app.extensions["otc_bridge"])

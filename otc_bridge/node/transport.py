@@ -5,10 +5,17 @@
 :func:`otc_bridge.node.results.classify`. The admin key goes only over TLS, to a loopback
 host, or with the operator's explicit opt-out (docs/protocol.md §5), checked when the client
 is built and again before every admin call.
+
+Every call has a total deadline (``OTC_NODE_DEADLINE_SECONDS``, :mod:`otc_bridge.node.deadline`)
+and a response size cap (``OTC_NODE_MAX_RESPONSE_BYTES``), both kept below the escrow-create
+lease by the settings. A call that runs out of either is ``unknown``: the node may have
+applied it (docs/protocol.md §4 rule 3). The body is read uncompressed (``Accept-Encoding:
+identity``, never decoded), so the cap counts the bytes that crossed the wire.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import logging
 import re
@@ -16,7 +23,9 @@ import time
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
+from otc_bridge.node.deadline import DeadlineAdapter, Watch, deadline
 from otc_bridge.node.results import (
     DEFAULT_RETRY_AFTER_SECONDS,
     EscrowClientError,
@@ -30,6 +39,15 @@ from otc_bridge.node.results import (
 )
 
 log = logging.getLogger("otc_bridge.node")
+
+_CHUNK_BYTES = 8192
+#: What can break while a body is read, once ``requests`` no longer wraps it (a read cut by
+#: the deadline's shutdown surfaces as one of these).
+_READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+class _Abandoned(Exception):
+    """The answer was given up on: past the deadline or over the size cap (``str`` says which)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -53,15 +71,18 @@ def _check_admin_transport(base_url: str, allow_insecure_admin: bool) -> None:
 
 class Transport:
     """The HTTP edge of one escrow node: ``base_url`` (``http(s)://host[:port]``), the optional
-    admin key, a ``requests.Session``, the ``(connect, read)`` timeout in seconds and the TLS
-    setting (bool or CA bundle path).
+    admin key, a ``requests.Session``, the ``(connect, read)`` timeout in seconds, the total
+    ``deadline_seconds`` of one call, the largest answer body read (``max_response_bytes``)
+    and the TLS setting (bool or CA bundle path). A :class:`~otc_bridge.node.deadline.DeadlineAdapter`
+    is mounted on ``session`` for ``base_url``.
 
     Raises ValueError for a base_url that is not http(s) with a host, and
     InsecureAdminTransport when the admin key could not be sent safely.
     """
 
     def __init__(self, base_url: str, *, admin_key: str | None, session: requests.Session | None,
-                 timeout: tuple[float, float], allow_insecure_admin: bool, tls_verify: bool | str) -> None:
+                 timeout: tuple[float, float], allow_insecure_admin: bool, tls_verify: bool | str,
+                 deadline_seconds: float = 15.0, max_response_bytes: int = 1024 * 1024) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"escrow node base_url must be http(s)://host[:port]: {base_url!r}")
@@ -71,7 +92,10 @@ class Transport:
         if self._admin_key is not None:
             _check_admin_transport(self.base_url, allow_insecure_admin)
         self._session = session if session is not None else requests.Session()
+        self._session.mount(self.base_url + "/", DeadlineAdapter())
         self._timeout = timeout
+        self._deadline_seconds = deadline_seconds
+        self._max_response_bytes = max_response_bytes
         self._tls_verify = tls_verify
 
     @property
@@ -88,23 +112,29 @@ class Transport:
     def request(self, method: str, route: str, path: str, *, expect: Expect,
                  payload: dict | None = None, params: dict | None = None, admin: bool = False,
                  authoritative: frozenset[int] = frozenset()) -> NodeResult:
-        """Send one call, never retried, and map it onto ok/failed/unknown."""
+        """Send one call, never retried, and map it onto ok/failed/unknown (unknown also past
+        the deadline or over the size cap, with ``error`` saying which)."""
         endpoint = f"{method} {route}"
-        headers = {"Accept": "application/json", **(self._admin_headers() if admin else {})}
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity",
+                   **(self._admin_headers() if admin else {})}
         started = time.monotonic()
-        try:
-            resp = self._session.request(
-                method, self.base_url + path, params=params, json=payload, headers=headers,
-                timeout=self._timeout, verify=self._tls_verify, allow_redirects=False)
-        except requests.RequestException as exc:
-            latency_ms = int((time.monotonic() - started) * 1000)
-            result = NodeResult(Outcome.UNKNOWN, endpoint, None, None, transport_error(exc),
-                                latency_ms)
-            log.warning("escrow node %s -> unknown error=%r latency_ms=%d", endpoint,
-                        result.error, latency_ms, exc_info=exc)
-            return result
+        with deadline(self._deadline_seconds) as watch:
+            try:
+                resp = self._session.request(
+                    method, self.base_url + path, params=params, json=payload, headers=headers,
+                    timeout=self._timeout, verify=self._tls_verify, allow_redirects=False, stream=True)
+                with resp:
+                    content = self._read_body(resp, watch, started + self._deadline_seconds)
+            except _Abandoned as exc:
+                return self._unknown(endpoint, str(exc), started)
+            except requests.RequestException as exc:
+                error = self._deadline_error() if watch.fired else transport_error(exc)
+                return self._unknown(endpoint, error, started, exc)
+            except _READ_ERRORS as exc:  # the body broke off: cut by the deadline, or by the node
+                error = self._deadline_error() if watch.fired else f"transport error: {type(exc).__name__}"
+                return self._unknown(endpoint, error, started, exc)
         latency_ms = int((time.monotonic() - started) * 1000)
-        body = json_object(resp.content)
+        body = json_object(content)
         outcome, error = classify(resp.status_code, body, expect, authoritative)
         retry_after = None
         if resp.status_code == 429:
@@ -114,3 +144,32 @@ class Transport:
             log.warning("escrow node %s -> %s status=%d error=%r latency_ms=%d", endpoint,
                         outcome.value, resp.status_code, error, latency_ms)
         return NodeResult(outcome, endpoint, resp.status_code, body, error, latency_ms, retry_after)
+
+    def _read_body(self, resp: requests.Response, watch: Watch, deadline_at: float) -> bytes:
+        """The raw body, refusing one over the cap (by its ``Content-Length`` before reading,
+        else as it arrives) or one still arriving at the deadline. Raises :class:`_Abandoned`."""
+        cap = self._max_response_bytes
+        declared = resp.headers.get("Content-Length", "").strip()
+        if re.fullmatch(r"[0-9]{1,19}", declared) and int(declared) > cap:
+            raise _Abandoned(f"response too large: Content-Length {declared} over the {cap}-byte cap")
+        chunks, size = [], 0
+        for chunk in resp.raw.stream(_CHUNK_BYTES, decode_content=False):
+            size += len(chunk)
+            if size > cap:
+                raise _Abandoned(f"response too large: over the {cap}-byte cap")
+            if watch.fired or time.monotonic() > deadline_at:
+                raise _Abandoned(self._deadline_error())
+            chunks.append(chunk)
+        if watch.fired:  # the shutdown can end a body without Content-Length as if it were whole
+            raise _Abandoned(self._deadline_error())
+        return b"".join(chunks)
+
+    def _deadline_error(self) -> str:
+        return f"deadline exceeded: no complete answer within {self._deadline_seconds:g} s"
+
+    @staticmethod
+    def _unknown(endpoint: str, error: str, started: float, exc: BaseException | None = None) -> NodeResult:
+        latency_ms = int((time.monotonic() - started) * 1000)
+        log.warning("escrow node %s -> unknown error=%r latency_ms=%d", endpoint, error, latency_ms,
+                    exc_info=exc)
+        return NodeResult(Outcome.UNKNOWN, endpoint, None, None, error, latency_ms)

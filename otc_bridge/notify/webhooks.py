@@ -58,6 +58,7 @@ import requests
 if TYPE_CHECKING:
     from otc_bridge.config import Config
 from otc_bridge.domain.destinations import ALERT_DESTINATION, Webhook
+from otc_bridge.domain.parsing import ascii_int
 
 #: The reference's embed colours.
 COLORS = {"CRITICAL": 16711680, "WARNING": 16776960, "INFO": 3447003}
@@ -115,12 +116,12 @@ def verify_signature(secret: str, timestamp: int | str | None, body: bytes | str
                      now: float, tolerance: int = 300) -> bool:
     """True if ``header`` signs ``body`` at ``timestamp`` (unix s) within ``tolerance`` s of
     ``now``. Any malformed input is ``False``, never an exception."""
-    if header is None or timestamp is None or not str(timestamp).isdigit():
-        return False
-    if abs(now - int(timestamp)) > tolerance:
+    # ASCII digits only: "²".isdigit() is true but int("²") raises (docs/protocol.md §8).
+    seconds = ascii_int(str(timestamp)) if timestamp is not None and not isinstance(timestamp, bool) else None
+    if header is None or seconds is None or abs(now - seconds) > tolerance:
         return False
     raw = body.encode() if isinstance(body, str) else body
-    return hmac.compare_digest(sign(secret, int(timestamp), raw), header)
+    return hmac.compare_digest(sign(secret, seconds, raw), header)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,14 @@ escrow client's session checks :meth:`Database.in_write_transaction` (see ``app.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from otc_bridge.storage import schema
+from otc_bridge.storage import files, schema
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Database:
         """This thread's connection, opened and configured on first use."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            files.private_database(self.path)  # 0600 file (and -wal/-shm), 0700 new directories
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, never implicitly.
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
             conn.row_factory = sqlite3.Row
@@ -152,20 +153,26 @@ class Database:
         return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def probe_writable(path: str, *, timeout_seconds: float) -> str | None:
-    """``None`` if the database at ``path`` can take a write lock now, else the error text.
+def probe_readable(path: str, *, timeout_seconds: float) -> str | None:
+    """``None`` if the database at ``path`` is usable now, else the error text. Writes nothing.
 
-    Opened ``mode=rw`` on its own connection, so a missing file is not created; the probe's
-    write is rolled back.
+    Its own connection, opened ``mode=ro`` (a missing file is not created; nothing can be
+    written through it), reads the schema version (an unmigrated file fails) and at most one
+    row of ``orders``. It takes no write lock: in WAL mode a reader never waits for a writer,
+    so a long write transaction elsewhere does not fail it. Whether this process may write the
+    file and its directory is checked with ``os.access`` (a permission check, not a write).
     """
     try:
-        uri = Path(path).resolve().as_uri() + "?mode=rw"
+        uri = Path(path).resolve().as_uri() + "?mode=ro"
         with closing(sqlite3.connect(uri, uri=True, timeout=timeout_seconds, isolation_level=None)) as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT INTO leases (name, holder, expires_at) VALUES ('readyz-probe', 'readyz', 0)")
-            finally:
-                conn.execute("ROLLBACK")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            newest = schema.MIGRATIONS[-1][0]
+            if version < newest:
+                return f"schema version {version}, expected {newest} (run otc-bridge init-db)"
+            conn.execute("SELECT 1 FROM orders LIMIT 1").fetchall()
     except sqlite3.Error as exc:
         return str(exc)
+    for target in (path, str(Path(path).resolve().parent)):
+        if not os.access(target, os.W_OK):
+            return f"{target} is not writable by this process"
     return None

@@ -3,6 +3,10 @@
 Counters live in the bridge's SQLite file (table ``rate_limits``), so every gunicorn
 worker sees the same count (docs/protocol.md §8). A fixed window per bucket is enough here: the goal
 is to blunt floods and signature-grinding, not to shape traffic precisely.
+
+An IPv6 client is counted per /64 (:func:`bucket`): one host is routinely given a whole /64,
+so per-address counting would give it 2^64 budgets and the table as many rows. Rows of ended
+windows are deleted by :func:`prune`, which the app's POST hook runs once per window.
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ def hit(db: Database, bucket: str, limit: RateLimit, now: int) -> Verdict:
     if row["hits"] <= limit.requests:
         return Verdict(True)
     return Verdict(False, max(1, row["window_start"] + limit.window_seconds - now))
+
+
+def bucket(address: str) -> str:
+    """The counter a client address (as :func:`client_ip` returns it) counts against:
+    ``ip:<IPv4>`` (IPv4-mapped IPv6 counts as its IPv4), ``ip6:<network>/64`` for IPv6, and
+    ``ip:<text>`` for anything that is not an address (a unix socket peer, ``unknown``)."""
+    ip = _parse_ip(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # Integer masking rather than ip_network(): a scoped address (fe80::1%eth0) has no network.
+        network = ipaddress.IPv6Address(int(ip) >> 64 << 64)
+        return f"ip6:{network}/64"
+    return f"ip:{ip or address}"
 
 
 def prune(db: Database, now: int, max_window_seconds: int) -> int:

@@ -13,7 +13,7 @@ from otc_bridge.domain.status import Status
 from otc_bridge.settlement.lock import escrow_intent, lock_escrow
 from otc_bridge.settlement.record import Step
 from otc_bridge.storage import orders
-from otc_bridge.trading.common import new_order_id, verify_and_burn
+from otc_bridge.trading.common import new_order_id, require_rtc_balance, verify_and_burn
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class Created:
 def create_order(bridge: Bridge, req: CreateRequest) -> Created:
     """Create an order. Sell: lock the seller's escrow first, then open it (201).
 
-    Raises 401 on a bad or replayed signature; 400 ``Failed to lock RTC in escrow`` when
+    Raises 401 on a bad or replayed signature; 400 ``Insufficient RTC balance`` (sell, before
+    anything is written: see :func:`~otc_bridge.trading.common.require_rtc_balance`, 502/503
+    when the balance cannot be read); 400 ``Failed to lock RTC in escrow`` when
     the node refuses the job (order ends ``cancelled``, nothing held); 502 when the node's
     answer is unusable (the order stays ``locking`` for the reconciler, which refunds it:
     without the preimage, which only this response carries, it could never settle).
@@ -50,6 +52,8 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
              "price_per_rtc_nano_quote": req.price_nano_quote, "ttl_seconds": req.ttl_seconds,
              "eth_address": req.quote_address}
     verified = verify_and_burn(bridge, req.wallet, req.wallet_auth, "create_order", "create_order", bound)
+    if req.side == "sell":
+        require_rtc_balance(bridge, verified.wallet, req.amount_micro_rtc, "Insufficient RTC balance")
     now = bridge.now()
     order_id = new_order_id()
     secret, htlc_hash = new_preimage() if req.side == "sell" else (None, None)

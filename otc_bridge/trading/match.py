@@ -13,7 +13,7 @@ from otc_bridge.settlement.lock import escrow_intent, lock_escrow
 from otc_bridge.settlement.record import Step
 from otc_bridge.settlement.refund import safe_refund_escrow
 from otc_bridge.storage.orders import ConcurrentUpdate
-from otc_bridge.trading.common import order_or_404, verify_and_burn
+from otc_bridge.trading.common import order_or_404, require_rtc_balance, verify_and_burn
 
 
 def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
@@ -22,12 +22,17 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
     whose taker is the RTC seller and locks escrow now).
 
     Raises 401 (signature), 404, 409 ``Order is not open``, 400 ``Cannot match your own
-    order`` (compared canonically), 410 ``Order has expired``, 409 when another match won,
+    order`` (compared canonically), 410 ``Order has expired``, 400 ``Insufficient RTC balance
+    to fill this buy order`` (before anything is written, see
+    :func:`~otc_bridge.trading.common.require_rtc_balance`), 409 when another match won,
     409 when a sell order's escrow is no longer held on the node (recorded, alerted).
     """
     verified = verify_and_burn(bridge, wallet, wallet_auth, "match_order", order_id, {"eth_address": quote_address})
     order = order_or_404(bridge, order_id)
     _check_matchable(bridge, order, verified.wallet)
+    if order.side == "buy":  # the taker sells RTC: its escrow is locked below
+        require_rtc_balance(bridge, verified.wallet, order.amount_micro_rtc,
+                            "Insufficient RTC balance to fill this buy order")
     with Step(bridge, order) as step:
         if order.side == "sell":
             _check_escrow_still_held(step)

@@ -28,7 +28,7 @@ def test_refused_buy_match_replayed_after_reopen_cannot_lock_and_release_the_vic
     assert status == 201, created
     order_id = created["order_id"]
     puppet, victim = Wallet.generate(), Wallet.generate()
-    dev_node.fund(puppet.address, "1")  # too little: the puppet's escrow will be refused
+    dev_node.fund(puppet.address, "6")  # enough for 5 RTC + fee: the bridge's balance check passes
     dev_node.fund(victim.address, "100")
     maker_before = dev_node.balance(maker.address)
 
@@ -39,6 +39,13 @@ def test_refused_buy_match_replayed_after_reopen_cannot_lock_and_release_the_vic
         BridgeClient(live_bridge).match(puppet, order_id, SELLER_ETH)))
     taker.start()
     watch(lambda: order_row(bridge, order_id)["status"] == "locking", "the order locking")
+    watch(lambda: dev_node.get("/dev/faults").json()["faults"] == [], "the escrow request held by the node")
+    # Mallory drains her puppet on the node meanwhile (any wallet can post a job): the bridge's
+    # escrow request, past the balance check and held by the node, will be refused.
+    drain = {"poster_wallet": puppet.address, "title": "drain", "description": "drain the puppet wallet",
+             "reward_rtc": 5, "ttl_seconds": 3600}
+    drained = dev_node.post("/agent/jobs", drain)
+    assert drained.status_code == 201, drained.text
     # The victim's signed match arrives meanwhile and is refused; Mallory captures the body.
     captured = match_body(victim, order_id, SELLER_ETH)
     assert post(api, f"/api/orders/{order_id}/match", captured) == (

@@ -71,7 +71,13 @@ FIELD_CASES = {
     "price_zero": ({"price_per_rtc": 0}, "price_per_rtc must be positive", "price_per_rtc"),
     "price_zero_string": ({"price_per_rtc": "0.000000000"}, "price_per_rtc must be positive", "price_per_rtc"),
     "price_over_1000": ({"price_per_rtc": "1000.000000001"}, "price_per_rtc too high (max 1000)", "price_per_rtc"),
-    "price_negative": ({"price_per_rtc": -1}, "price_per_rtc must not be negative", "price_per_rtc"),
+    # a negative price is the reference's "must be positive", whatever form it takes
+    "price_negative": ({"price_per_rtc": -1}, "price_per_rtc must be positive", "price_per_rtc"),
+    "price_negative_decimal": ({"price_per_rtc": Raw("-0.05")}, "price_per_rtc must be positive", "price_per_rtc"),
+    "price_negative_string": ({"price_per_rtc": "-0.05"}, "price_per_rtc must be positive", "price_per_rtc"),
+    "price_negative_zero_string": ({"price_per_rtc": "-0"}, "price_per_rtc must be positive", "price_per_rtc"),
+    "price_negative_exponent": ({"price_per_rtc": Raw("-5e-2")}, "price_per_rtc must be positive", "price_per_rtc"),
+    "price_negative_string_exponent": ({"price_per_rtc": "-5e-2"}, PRICE_PLAIN, "price_per_rtc"),
     "price_string_exponent": ({"price_per_rtc": "5e-2"}, PRICE_PLAIN, "price_per_rtc"),
     "price_bool": ({"price_per_rtc": False}, "price_per_rtc must be a finite decimal number", "price_per_rtc"),
     "price_missing": ({"price_per_rtc": DROP}, "price_per_rtc must be a finite decimal number", "price_per_rtc"),
@@ -96,10 +102,14 @@ FIELD_CASES = {
     "pair_btc": ({"pair": "RTC/BTC"}, PAIRS_MSG, "pair"),
     "pair_number": ({"pair": 1}, PAIRS_MSG, "pair"),
     "pair_empty": ({"pair": ""}, PAIRS_MSG, "pair"),
+    "pair_long_s": ({"pair": "rtc/u\u017fdc"}, PAIRS_MSG, "pair"),  # "ſ".upper() is "S": ASCII only
     "wallet_missing": ({"wallet": DROP}, "wallet required (RTC wallet ID)", "wallet"),
     "wallet_blank": ({"wallet": "   "}, "wallet required (RTC wallet ID)", "wallet"),
     "wallet_number": ({"wallet": 12345}, "wallet must be a string", "wallet"),
     "wallet_too_long": ({"wallet": "RTC" + "a" * 300}, "wallet is longer than 200 characters", "wallet"),
+    # shorter than 3 characters is "no wallet" in the reference (400), not a bad signature (401)
+    "wallet_two_chars": ({"wallet": "ab"}, "wallet required (RTC wallet ID)", "wallet"),
+    "wallet_one_char_padded": ({"wallet": " a "}, "wallet required (RTC wallet ID)", "wallet"),
     # eth_address: required for a sell, shaped for the pair whenever given
     "eth_missing_for_sell": ({"eth_address": DROP}, SELLER_ADDRESS_REQUIRED, "eth_address"),
     "eth_empty_for_sell": ({"eth_address": ""}, SELLER_ADDRESS_REQUIRED, "eth_address"),

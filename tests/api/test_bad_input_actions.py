@@ -66,7 +66,11 @@ BODY_SHAPES = {
     "json_list": (b'[{"wallet": "RTC"}]', 400, "JSON object required"),
     "json_string": (b'"wallet"', 400, "JSON object required"),
     "json_number": (b"42", 400, "JSON object required"),
-    "json_null": (b"null", 400, "JSON object required"),
+    # null and {} are "no body" to the reference (its `if not data`), so here too
+    "json_null": (b"null", 400, "JSON body required"),
+    "json_empty_object": (b"{}", 400, "JSON body required"),
+    "json_empty_object_spaced": (b" { } ", 400, "JSON body required"),
+    "json_empty_list": (b"[]", 400, "JSON object required"),
     "too_large": (b'{"wallet": "' + b"a" * LIMIT + b'"}', 413, TOO_LARGE),
 }
 

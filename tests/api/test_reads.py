@@ -103,7 +103,8 @@ def test_list_query_errors(http_client, params, error, field):
 @pytest.mark.parametrize("pair", ["RTC/BTC", "BTC", " ", "RTC-USDC", "all"])
 def test_unknown_pair_is_refused_on_every_read(http_client, path, pair):
     response = http_client.get(path, query_string={"pair": pair})
-    assert (response.status_code, response.get_json()) == (400, {"error": PAIRS_MSG, "field": "pair"})
+    error = "unsupported pair" if path == "/api/trades" else PAIRS_MSG  # /api/trades: the reference's words
+    assert (response.status_code, response.get_json()) == (400, {"error": error, "field": "pair"})
 
 
 @pytest.mark.parametrize("params, error, field", [

@@ -8,6 +8,7 @@ by different threads take the write lock before they read what they are about to
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -106,8 +107,23 @@ def connect(db_path: str) -> sqlite3.Connection:
     return conn
 
 
+def _private_file(db_path: str) -> None:
+    """Create the node's SQLite file 0600 before SQLite does (umask-independent), or tighten an
+    older one; SQLite gives its -wal/-shm files the same mode. The bridge's own helper
+    (otc_bridge.storage.files) is out of reach: the dev node imports nothing of the bridge."""
+    try:
+        fd = os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    for path in (db_path, db_path + "-wal", db_path + "-shm"):
+        if os.path.exists(path):
+            os.chmod(path, 0o600)
+
+
 def migrate(db_path: str) -> int:
-    """Create or upgrade the schema of ``db_path``; return the resulting schema version."""
+    """Create or upgrade the schema of ``db_path`` (a 0600 file); return the schema version."""
+    _private_file(db_path)
     conn = connect(db_path)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
