@@ -56,14 +56,17 @@ def main(log_level: str, log_format: str) -> None:
 @click.option("--threads", type=int, default=4, show_default=True,
               help="API threads per worker; each worker also gets one per stream slot (OTC_STREAM_MAX_CLIENTS)")
 def serve(host, port, db_path, node_url, workers, threads) -> None:
-    """Run the bridge under gunicorn (production WSGI server)."""
+    """Run the bridge under gunicorn (production WSGI server; bounds in docs/serving.md)."""
     cfg = _config(OTC_HOST=host, OTC_PORT=port, OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url)
     if not cfg.node_url:
         raise click.UsageError("no escrow node: set RUSTCHAIN_NODE or --node "
                                "(for a local dev node and bridge, run `otc-bridge dev`)")
     from otc_bridge.serving import serve_forever
 
-    serve_forever(cfg, workers=workers, threads=threads)
+    try:
+        serve_forever(cfg, workers=workers, threads=threads)
+    except ConfigError as exc:  # a serving bound (docs/serving.md), read before gunicorn starts
+        raise click.UsageError(f"configuration error: {exc}") from None
 
 
 @main.command()

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from otc_bridge.domain.destinations import Webhook, parse_webhooks
+from otc_bridge.domain.parsing import ascii_decimal, ascii_int
 
 #: The node clamps job TTLs to this (docs/escrow-node.md §1.2); our escrow must fit inside it.
 NODE_MAX_JOB_TTL_SECONDS = 30 * 24 * 3600
@@ -21,7 +22,7 @@ NODE_MAX_JOB_TTL_SECONDS = 30 * 24 * 3600
 NODE_MIN_JOB_TTL_SECONDS = 3600
 
 _RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+_RATE_RE = re.compile(r"[ \t]*([0-9]{1,9})[ \t]*/[ \t]*(second|minute|hour|day)s?[ \t]*")  # ASCII digits only
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,8 @@ class Config:
     node_tls_verify: bool | str = True
     node_connect_timeout_seconds: float = 3.05
     node_read_timeout_seconds: float = 10.0
+    node_deadline_seconds: float = 15.0
+    node_max_response_bytes: int = 1024 * 1024
     allow_insecure_admin: bool = False
     admin_token: str | None = None
     worker_wallet: str = "otc_bridge_worker"
@@ -73,7 +76,7 @@ class Config:
     claim_margin_seconds: int = 24 * 3600
     escrow_margin_seconds: int = 24 * 3600
     default_order_ttl_seconds: int = 7 * 24 * 3600
-    reconcile_interval_seconds: int = 60
+    reconcile_interval_seconds: int = 10
     settlement_stuck_seconds: int = 300
     reconcile_disabled: bool = False
     alert_webhook_url: str | None = None
@@ -92,6 +95,12 @@ class Config:
     def max_order_ttl_seconds(self) -> int:
         """Longest order TTL whose escrow job still fits the node's 30-day cap (docs/protocol.md §4)."""
         return NODE_MAX_JOB_TTL_SECONDS - self.settle_window_seconds - self.escrow_margin_seconds
+
+    @property
+    def escrow_create_lease_seconds(self) -> float:
+        """TTL of the per-wallet lease held around one escrow creation (settlement/lock.py);
+        every node call's total deadline must be shorter (docs/escrow-node.md §4)."""
+        return self.escrow_lock_wait_seconds + 2 * (self.node_connect_timeout_seconds + self.node_read_timeout_seconds)
 
     def replace(self, **changes: object) -> Config:
         """A copy with ``changes`` applied and validated again."""
@@ -129,6 +138,11 @@ class Config:
             raise ConfigError("OTC_OUTBOX_VISIBILITY_SECONDS",
                               "must exceed the webhook connect + read timeouts, or a slow delivery "
                               "would be taken for a crashed one and sent twice")
+        if self.node_deadline_seconds >= self.escrow_create_lease_seconds:
+            raise ConfigError("OTC_NODE_DEADLINE_SECONDS",
+                              f"must be below the escrow-create lease ({self.escrow_create_lease_seconds:g} s = "
+                              "OTC_ESCROW_LOCK_WAIT_SECONDS + 2 x (connect + read timeouts)), or the lease "
+                              "could expire while a job creation is still running")
         if self.outbox_backoff_max_seconds < self.outbox_backoff_base_seconds:
             raise ConfigError("OTC_OUTBOX_BACKOFF_MAX_SECONDS", "must be at least OTC_OUTBOX_BACKOFF_BASE_SECONDS")
 
@@ -165,11 +179,16 @@ class Config:
             claim_margin_seconds=r.integer("OTC_CLAIM_MARGIN_SECONDS", cls.claim_margin_seconds, 600, 10**7),
             escrow_margin_seconds=r.integer("OTC_ESCROW_MARGIN_SECONDS", cls.escrow_margin_seconds, 600, 10**7),
             default_order_ttl_seconds=r.integer("OTC_DEFAULT_TTL_SECONDS", cls.default_order_ttl_seconds, 1, 10**8),
-            reconcile_interval_seconds=r.integer("OTC_RECONCILE_INTERVAL_SECONDS", 60, 1, 86400),
+            reconcile_interval_seconds=r.integer("OTC_RECONCILE_INTERVAL_SECONDS", 10, 1, 86400),
             settlement_stuck_seconds=r.integer("OTC_SETTLEMENT_STUCK_SECONDS", 300, 1, 10**7),
             reconcile_disabled=r.flag("OTC_RECONCILE_DISABLED"),
             alert_webhook_url=r.url("RC_SOPHIACHECK_WEBHOOK"),
             escrow_lock_wait_seconds=r.number("OTC_ESCROW_LOCK_WAIT_SECONDS", 10.0),
+            # Default 15 s, less if 2 x (connect + read) is less: always below the escrow-create lease.
+            node_deadline_seconds=r.number("OTC_NODE_DEADLINE_SECONDS", min(cls.node_deadline_seconds, 2 * (
+                r.number("OTC_NODE_CONNECT_TIMEOUT_SECONDS", 3.05) + r.number("OTC_NODE_TIMEOUT_SECONDS", 10.0)))),
+            node_max_response_bytes=r.integer("OTC_NODE_MAX_RESPONSE_BYTES", cls.node_max_response_bytes,
+                                              4096, 64 * 1024 * 1024),
             webhooks=r.webhooks("OTC_WEBHOOKS"),
             outbox_disabled=r.flag("OTC_OUTBOX_DISABLED"),
             outbox_interval_seconds=r.number("OTC_OUTBOX_INTERVAL_SECONDS", 2.0),
@@ -201,9 +220,9 @@ class _Reader:
         raw = self.optional(name)
         if raw is None:
             return default
-        if not re.fullmatch(r"-?\d+", raw):
+        value = ascii_int(raw, signed=True)
+        if value is None:
             raise ConfigError(name, f"must be a whole number, got {raw!r}")
-        value = int(raw)
         if not low <= value <= high:
             raise ConfigError(name, f"must be between {low} and {high}, got {value}")
         return value
@@ -212,10 +231,10 @@ class _Reader:
         raw = self.optional(name)
         if raw is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+        parsed = ascii_decimal(raw)  # float() would take "nan", "1e3", "1_0" and other scripts' digits
+        if parsed is None:
+            raise ConfigError(name, f"must be a number of seconds, got {raw!r}")
+        value = float(parsed)
         if not 0 < value <= 3600:
             raise ConfigError(name, f"must be > 0 and <= 3600 seconds, got {raw!r}")
         return value
@@ -282,7 +301,7 @@ class _Reader:
 
     def rate(self, name: str, default: str) -> RateLimit:
         raw = self.optional(name) or default
-        match = _RATE_RE.match(raw.lower())
+        match = _RATE_RE.fullmatch(raw.lower())
         if not match or int(match.group(1)) < 1:
             raise ConfigError(name, f"must look like '10/minute' (second|minute|hour|day), got {raw!r}")
         return RateLimit(int(match.group(1)), _RATE_UNITS[match.group(2)])

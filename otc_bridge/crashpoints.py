@@ -9,7 +9,7 @@ is a no-op, whatever ``OTC_CRASH_POINT`` says.
 Names:
 * ``before:<call>`` / ``after:<call>``: around every HTTP call to the escrow node, where
   ``<call>`` is ``create_job``, ``get_job``, ``list_jobs``, ``claim``, ``deliver``, ``accept``,
-  ``dispute``, ``cancel``, ``transfer``, ``tx_status``, ``balance`` (see :func:`call_name`);
+  ``dispute``, ``cancel``, ``transfer``, ``tx_status``, ``balance``, ``pending_list`` (see :func:`call_name`);
   ``after:`` fires once the node's answer has arrived, before the bridge records it.
 * ``after_commit:<status>``: right after a transaction that moved an order into
   ``<status>`` (``after_commit:locking`` for a new order's intent row) committed.
@@ -62,4 +62,5 @@ def call_name(method: str, path: str) -> str:
         return "get_job"
     if path.startswith("/wallet/tx/"):
         return "tx_status"
-    return {"/wallet/transfer": "transfer", "/wallet/balance": "balance"}.get(path, path.strip("/"))
+    return {"/wallet/transfer": "transfer", "/wallet/balance": "balance",
+            "/pending/list": "pending_list"}.get(path, path.strip("/"))

@@ -59,6 +59,10 @@ class Order:
     ended_at: int | None = None
     end_cause: str | None = None
     attention_reason: str | None = None
+    escrow_tampered_at: int | None = None  # when the escrow watch saw the job moved by others
+    refund_key: str | None = None  # idempotency key of a refund paid from the worker's custody
+    refund_tx_hash: str | None = None
+    refund_micro_rtc: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:

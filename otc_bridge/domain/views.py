@@ -16,6 +16,11 @@ from otc_bridge.domain import money
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 
+#: What both traders are told once the escrow watch saw the job moved by someone else
+#: (docs/protocol.md §11).
+TAMPER_NOTICE = ("The escrow was taken back on the node: do not lock the quote and do not reveal the "
+                 "preimage; if you already locked an HTLC, refund it after its timelock.")
+
 
 def _rtc(micro: int | None) -> float | None:
     # Display only: the exact value is the integer field beside it (never parsed back).
@@ -56,7 +61,12 @@ def order_view(order: Order) -> dict[str, Any]:
         "settlement_tx": order.quote_tx,
         "payout_tx_hash": order.payout_tx_hash,
         "end_cause": order.end_cause,
+        "escrow_tampered": order.escrow_tampered_at is not None,
+        "escrow_tampered_at": order.escrow_tampered_at,
+        "refund_tx_hash": order.refund_tx_hash,
     }
+    if order.escrow_tampered_at is not None and order.status != Status.COMPLETED:
+        view["escrow_notice"] = TAMPER_NOTICE
     if order.status == Status.COMPLETED:
         view["htlc_secret"] = order.htlc_secret
     return view

@@ -130,11 +130,16 @@ def credited_micro_rtc(accept_body: dict | None) -> int | None:
     The node computes it as ``reward_i64 / 1e6`` (docs/escrow-node.md §1.5); the shortest
     decimal repr of that float scales back to the integer exactly.
     """
-    value = (accept_body or {}).get("reward_paid_rtc")
+    return rtc_to_micro_rtc((accept_body or {}).get("reward_paid_rtc"))
+
+
+def rtc_to_micro_rtc(value: object) -> int | None:
+    """An ``amount_rtc`` the node printed (a float of whole micro-RTC, docs/escrow-node.md §0)
+    as exact micro-RTC, or ``None`` if it is not a non-negative number of whole micro-RTC."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
         scaled = Decimal(repr(value)).scaleb(6)
-    except InvalidOperation:  # unparseable credit: the caller then relies on the job's reward_i64
+    except InvalidOperation:  # not a finite number: unusable
         return None
-    return int(scaled) if scaled == int(scaled) else None
+    return int(scaled) if scaled == int(scaled) and scaled >= 0 else None

@@ -26,6 +26,7 @@ import requests
 from otc_bridge.node.amounts import (
     payout_tx_hash,
     reward_rtc_wire,
+    rtc_to_micro_rtc,
     transfer_rtc_wire,
 )
 from otc_bridge.node.results import (
@@ -48,8 +49,9 @@ class EscrowNodeClient:
     """Client of one escrow node; thread-safe as far as the injected Session is.
 
     ``base_url`` is ``http(s)://host[:port]``. Every call uses the timeout
-    ``(connect_timeout_seconds, read_timeout_seconds)``, ``verify=tls_verify`` (bool or CA
-    bundle path) and no redirects. ``admin_key`` (the node's ``RC_ADMIN_KEY``) goes as
+    ``(connect_timeout_seconds, read_timeout_seconds)``, a total ``deadline_seconds`` and a
+    ``max_response_bytes`` cap on the answer (either exceeded: UNKNOWN), ``verify=tls_verify``
+    (bool or CA bundle path) and no redirects. ``admin_key`` (the node's ``RC_ADMIN_KEY``) goes as
     ``X-Admin-Key`` on ``/wallet/transfer`` and ``/pending/*`` only (docs/escrow-node.md §2).
 
     Raises ValueError for a base_url that is not http(s) with a host, and
@@ -60,10 +62,12 @@ class EscrowNodeClient:
     def __init__(self, base_url: str, *, admin_key: str | None,
                  session: requests.Session | None = None, connect_timeout_seconds: float = 3.05,
                  read_timeout_seconds: float = 10.0, allow_insecure_admin: bool = False,
-                 tls_verify: bool | str = True) -> None:
+                 tls_verify: bool | str = True, deadline_seconds: float = 15.0,
+                 max_response_bytes: int = 1024 * 1024) -> None:
         self._transport = Transport(base_url, admin_key=admin_key, session=session,
                                     timeout=(connect_timeout_seconds, read_timeout_seconds),
-                                    allow_insecure_admin=allow_insecure_admin, tls_verify=tls_verify)
+                                    allow_insecure_admin=allow_insecure_admin, tls_verify=tls_verify,
+                                    deadline_seconds=deadline_seconds, max_response_bytes=max_response_bytes)
         self._request = self._transport.request
 
     @property
@@ -229,6 +233,22 @@ class EscrowNodeClient:
         return self._request("POST", "/pending/confirm", "/pending/confirm",
                              payload={"limit": limit}, expect=expect_shape(confirmed_count=int),
                              admin=True)
+
+    def pending_debits_micro_rtc(self, wallet: str) -> tuple[NodeResult, int | None, bool]:
+        """``GET /pending/list?status=pending&miner_id=<wallet>&limit=500`` (§1.12, admin key):
+        the sum of ``wallet``'s queued outgoing transfers in micro-RTC, or None if unusable, and
+        whether the list may be cut (the node returns at most the newest 500 rows and ignores
+        ``offset``, so a full page cannot be paged further)."""
+        result = self._request("GET", "/pending/list", "/pending/list",
+                               params={"status": "pending", "miner_id": wallet, "limit": 500},
+                               expect=expect_shape(pending=list), admin=True)
+        if not result.ok:
+            return result, None, False
+        rows = [row for row in result.body["pending"] if isinstance(row, dict) and row.get("from_miner") == wallet]
+        amounts = [rtc_to_micro_rtc(row.get("amount_rtc")) for row in rows]
+        if any(amount is None for amount in amounts):
+            return result, None, False
+        return result, sum(amounts), len(result.body["pending"]) >= 500
 
     def void_pending(self, *, tx_hash: str, reason: str) -> NodeResult:
         """``POST /pending/void`` (§1.12): void a still-pending transfer; moves no money.

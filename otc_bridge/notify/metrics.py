@@ -35,9 +35,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from otc_bridge import crashpoints
 from otc_bridge.context import Bridge
 from otc_bridge.domain.status import Status
-from otc_bridge.storage import invariants
+from otc_bridge.storage import invariants, pauses
 from otc_bridge.storage.db import Database
-from otc_bridge.storage.heartbeats import read_heartbeats
+from otc_bridge.storage.heartbeats import Heartbeat, read_heartbeats
 
 log = logging.getLogger(__name__)
 #: A ``payout_pending`` order unchanged this long counts as stuck (the node normally
@@ -217,6 +217,7 @@ class BridgeCollector:
         for beat in beats.values():
             last_run.add_metric([beat.name], beat.last_run_at)
         yield last_run
+        yield from self._coverage(db, beats.get("coverage"))
         beat = beats.get("reconciler")
         if beat is None:
             return
@@ -228,6 +229,22 @@ class BridgeCollector:
         for action, count in sorted(beat.totals.items()):
             actions.add_metric([action], count)
         yield actions
+
+
+    @staticmethod
+    def _coverage(db: Database, beat: Heartbeat | None) -> Iterator[Metric]:
+        """The worker wallet's last coverage check (settlement.coverage) and the release pause."""
+        paused = pauses.current(db.connection(), pauses.RELEASES) is not None
+        yield GaugeMetricFamily("otc_releases_paused",
+                                "1 while releases are paused (the worker wallet does not cover its queue).",
+                                value=int(paused))
+        if beat is None:
+            return
+        yield GaugeMetricFamily("otc_worker_balance_micro_rtc", "The worker wallet's confirmed balance at the "
+                                "last check (micro-RTC).", value=beat.last.get("balance_micro_rtc", 0))
+        yield GaugeMetricFamily("otc_worker_owed_micro_rtc", "Payouts and refunds queued from the worker, and "
+                                "escrow it holds for matches, at the last check (micro-RTC).",
+                                value=beat.last.get("owed_micro_rtc", 0))
 
 
 def multiprocess_dir() -> str | None:

@@ -19,16 +19,18 @@ def attention(bridge: Bridge, *, older_than_seconds: int = DEFAULT_ATTENTION_AGE
 
     Every ``settlement_recovery`` and ``refund_pending`` order; ``payout_pending`` orders
     unchanged for ``older_than_seconds`` or more; ``locking`` and ``settling`` orders
-    unchanged for ``config.settlement_stuck_seconds``. Each item is the public order view
-    plus ``updated_at``, ``age_seconds`` (since ``updated_at``) and ``events`` (the audit
-    trail, oldest first). Read-only. Raises ``ValueError`` for a negative age.
+    unchanged for ``config.settlement_stuck_seconds``; ``matched`` orders whose escrow the
+    watch found tampered with (held in the worker's custody until a confirm or ``settle_by``).
+    Each item is the public order view plus ``updated_at``, ``age_seconds`` (since
+    ``updated_at``) and ``events`` (the audit trail, oldest first). Read-only. Raises ``ValueError`` for a negative age.
     """
     if older_than_seconds < 0:
         raise ValueError("older_than_seconds must be >= 0")
     now = bridge.now()
     found = orders.find(
         bridge.db.connection(),
-        "status IN (?, ?) OR (status = ? AND updated_at <= ?) OR (status IN (?, ?) AND updated_at <= ?)",
+        "status IN (?, ?) OR (status = ? AND updated_at <= ?) OR (status IN (?, ?) AND updated_at <= ?)"
+        " OR (status = 'matched' AND escrow_tampered_at IS NOT NULL)",
         (Status.SETTLEMENT_RECOVERY, Status.REFUND_PENDING, Status.PAYOUT_PENDING, now - older_than_seconds,
          Status.LOCKING, Status.SETTLING, now - bridge.config.settlement_stuck_seconds))
     return [{**views.order_view(order), "updated_at": order.updated_at, "age_seconds": now - order.updated_at,

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 from otc_bridge.context import Bridge
 from otc_bridge.domain.order import Order
+from otc_bridge.domain.parsing import ascii_int
 from otc_bridge.domain.status import TERMINAL, Status
 from otc_bridge.node.amounts import payout_tx_hash
 from otc_bridge.node.results import NodeResult, parse_tags
@@ -192,7 +193,8 @@ def _our_order(bridge: Bridge, tags: list[str]) -> str | None:
         return None
     for tag in tags:
         order_id, sep, version = tag.rpartition(":v")
-        if sep and version.isdigit() and bridge.db.read_one("SELECT 1 FROM orders WHERE order_id = ?", (order_id,)):
+        if (sep and ascii_int(version) is not None
+                and bridge.db.read_one("SELECT 1 FROM orders WHERE order_id = ?", (order_id,))):
             return order_id
     return None
 

@@ -29,9 +29,12 @@ LIVE_PAYOUT = frozenset({"pending", "confirmed"})
 def operator_actor(name: object, *, field: str = "operator") -> str:
     """``"operator:<name>"`` for the audit log; ``Invalid`` (naming ``field``) unless ``name``
     is 1..64 characters of ``[A-Za-z0-9._@:+-]``."""
-    if not isinstance(name, str) or not _OPERATOR_NAME.fullmatch(name.strip()):
+    # Strip ASCII blanks only: str.strip() would also take NBSP and other Unicode spaces away
+    # and let a name with them through. The pattern itself is ASCII-only.
+    stripped = name.strip(" \t") if isinstance(name, str) else ""
+    if not _OPERATOR_NAME.fullmatch(stripped):
         raise Invalid(f"{field} must be 1..64 characters of letters, digits and ._@:+-", field=field)
-    return f"operator:{name.strip()}"
+    return f"operator:{stripped}"
 
 
 def check_reason(reason: object) -> str:
@@ -62,7 +65,7 @@ def claimed() -> Iterator[None]:
 
 @contextmanager
 def exclusive(bridge: Bridge, order_id: str) -> Iterator[None]:
-    """One operator action per order at a time, across processes (a SQLite lease, no wait).
+    """One operator action per order at a time, across processes (a lease, no wait).
 
     The CAS alone cannot stop two new-key re-drives: the second could read the order after
     the first recorded its key but before it sent it, see that key ``not_found`` and issue

@@ -57,9 +57,8 @@ def lock_escrow(step: Step, *, title: str, description: str) -> Order:
     """
     bridge, order = step.bridge, step.order
     cfg = bridge.config
-    lock_ttl = cfg.escrow_lock_wait_seconds + 2 * (cfg.node_connect_timeout_seconds + cfg.node_read_timeout_seconds)
     try:
-        with leases.held(bridge.db, f"escrow-create:{order.escrow_wallet}", ttl_seconds=lock_ttl,
+        with leases.held(bridge.db, f"escrow-create:{order.escrow_wallet}", ttl_seconds=cfg.escrow_create_lease_seconds,
                          wait_seconds=cfg.escrow_lock_wait_seconds):
             result = bridge.node.create_job(
                 poster_wallet=order.escrow_wallet, amount_micro_rtc=order.escrow_reward_micro_rtc,

@@ -1,10 +1,10 @@
 """The reconciler: one idempotent pass that finishes whatever requests left unfinished.
 
 ``run_once(bridge)`` runs at startup and on a timer in the serving process, from
-``POST /admin/reconcile`` and from ``otc-bridge reconcile``; a lease in SQLite makes one
-process the driver at a time (docs/protocol.md §7). Every decision comes from an authoritative read of
-the node (the escrow job, or the payout by its ``tx_hash``), never from a guess, and every
-action is an ``order_events`` row. What it finishes:
+``POST /admin/reconcile`` and from ``otc-bridge reconcile``; a lease (a file lock the kernel
+frees with its holder) makes one process the driver at a time (docs/protocol.md §7). Every
+decision comes from an authoritative read of the node (the escrow job, or the payout by its
+``tx_hash``), never from a guess, and every action is an ``order_events`` row. What it finishes:
 
 * ``locking`` older than the grace period: the create or buy-match request died or lost the
   node's answer. The preimage went out only in that lost response, so the order can never
@@ -22,6 +22,9 @@ action is an ``order_events`` row. What it finishes:
   bridge's worker (then the keyed payout is re-sent: the same key can never pay twice).
   Everything else is an operator's decision (``otc-bridge attention``).
 
+Every pass starts with the escrow watch (:mod:`.watch`) and ends with the worker wallet's
+checks (:mod:`.coverage`).
+
 A 429 from the node stops the pass (``backoff_seconds`` in the result): back off, never spin.
 """
 
@@ -36,10 +39,12 @@ from otc_bridge.domain.errors import BridgeError, NodeBusy
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 from otc_bridge.settlement import payout, release
+from otc_bridge.settlement.coverage import cancel_foreign_jobs, check_coverage
 from otc_bridge.settlement.escrow_job import find_job_by_ref, job_problem, read_job
 from otc_bridge.settlement.lock import abandon_lock
 from otc_bridge.settlement.record import Step, node_ref
 from otc_bridge.settlement.refund import safe_refund_escrow
+from otc_bridge.settlement.watch import refund_cause, watch_escrow
 from otc_bridge.storage import heartbeats, leases, orders
 from otc_bridge.storage.orders import ConcurrentUpdate
 
@@ -47,7 +52,8 @@ log = logging.getLogger(__name__)
 
 LEASE_NAME = "reconciler"
 COUNTS = ("adopted", "abandoned", "released", "promoted", "still_pending", "recovered", "refunded",
-          "refund_waiting", "expired", "unwound", "resolved", "waiting", "errors")
+          "refund_waiting", "expired", "unwound", "resolved", "waiting", "watched", "tampered", "foreign_jobs",
+          "coverage_breach", "errors")
 _SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet"))
 
 
@@ -58,9 +64,9 @@ def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
     Orders are handled one by one; a failure on one is logged with its traceback and counted
     in ``errors``, and never stops the pass. An order another actor moved meanwhile is skipped.
     """
-    holder = leases.new_holder()
-    lease_ttl = max(300, 10 * bridge.config.node_read_timeout_seconds)
-    if not leases.try_acquire(bridge.db, LEASE_NAME, holder, lease_ttl, bridge.now()):
+    # Held while this process lives (a file lock the kernel frees if it dies: docs/leases.md).
+    lease = leases.try_hold(bridge.db, LEASE_NAME, now=bridge.now())
+    if lease is None:
         return {**dict.fromkeys(COUNTS, 0), "skipped_locked": 1, "backoff_seconds": 0}
     counts: Counter[str] = Counter()
     try:
@@ -69,7 +75,7 @@ def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
         log.warning("reconcile pass stopped: node rate limit, retry in %ss", busy.retry_after_seconds)
         counts["backoff_seconds"] = busy.retry_after_seconds
     finally:
-        leases.release(bridge.db, LEASE_NAME, holder)
+        lease.release()
     result = {name: counts.get(name, 0) for name in (*COUNTS, "backoff_seconds")}
     result["skipped_locked"] = 0
     heartbeats.record_pass(bridge.db, LEASE_NAME, result, bridge.now())
@@ -79,6 +85,7 @@ def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
 
 def _pass(bridge: Bridge, counts: Counter, limit: int) -> None:
     now, grace = bridge.now(), bridge.config.settlement_stuck_seconds
+    watch_escrow(bridge, counts)  # first: a tampered order must not be unwound or expired as if held
     steps: list[tuple[str, tuple, Callable[[Bridge, Order, Counter], None]]] = [
         ("status = 'payout_pending'", (), _promote),
         ("status = 'settling' AND updated_at <= ?", (now - grace,), _resume_release),
@@ -91,6 +98,9 @@ def _pass(bridge: Bridge, counts: Counter, limit: int) -> None:
     for where, params, action in steps:
         for order in orders.find(bridge.db.connection(), where, params, limit=limit):
             _guard(bridge, counts, order, action)
+    # Last: the worker wallet's exposure, measured after this pass's own payouts and refunds.
+    cancel_foreign_jobs(bridge, counts)
+    check_coverage(bridge, counts)
 
 
 def _guard(bridge: Bridge, counts: Counter, order: Order, action) -> None:
@@ -159,6 +169,13 @@ def _unwind(bridge: Bridge, order: Order, counts: Counter) -> None:
     now = bridge.now()
     counts["unwound"] += 1
     step = Step(bridge, order)
+    if order.escrow_tampered_at is not None:
+        # The escrow is no longer a claimed job (the bridge holds it in custody): it never goes
+        # back on the book; the seller is refunded from the worker wallet.
+        order = step.move(Status.REFUND_PENDING, actor="reconciler", changes={"end_cause": refund_cause(order)},
+                          reason="settle_by passed without a confirm; escrow held in custody to be refunded")
+        _refund(bridge, order, counts)
+        return
     if order.side == "sell" and now < order.expires_at:
         step.move(Status.OPEN, actor="reconciler", changes=_SELL_UNWIND,
                   reason="settle_by passed without a confirm; sell order back on the book")

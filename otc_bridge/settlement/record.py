@@ -90,12 +90,13 @@ class Step:
 
     def move(self, to: Status, *, reason: str, actor: str = "bridge", changes: dict | None = None,
              node: NodeRef | None = None, alert: tuple[str, str] | None = None,
-             intent: tuple[str, str] | None = None) -> Order:
+             intent: tuple[str, str] | None = None, guard: str | None = None) -> Order:
         """CAS the order to ``to`` (with the pending call records); returns the new order.
 
         ``alert`` = ``(code, message)`` raises an operator alert in the same transaction.
         ``intent`` = ``(endpoint, reason)`` commits, with the move, the intent of the node
         call the new status leads to (as :meth:`intent` would, without its own transaction).
+        ``guard`` is an extra condition of the CAS (see ``storage.orders.transition``).
         Raises ``orders.ConcurrentUpdate`` if the row moved since it was read (the call
         records stay pending and are flushed on leaving the step).
         """
@@ -106,18 +107,27 @@ class Step:
                               node=NodeRef(intent[0], "intent", self.order.escrow_job_id)))
         with self.writing() as (tx, pending):
             new = orders.transition(tx, self.order, to, actor=actor, reason=reason, now=now, changes=changes,
-                                    node=node, earlier=pending, then=then)
+                                    node=node, earlier=pending, then=then, guard=guard)
             if alert:
                 log.warning("alert %s on order %s: %s", alert[0], new.order_id, alert[1])
                 outbox.alert(tx, new, code=alert[0], message=alert[1], now=now, node=node)
         self.order = new
         return new
 
-    def annotate(self, changes: dict, *, reason: str, node: NodeRef | None = None) -> Order:
-        """Set columns without a status change (CAS + version bump + note); the new order."""
+    def annotate(self, changes: dict, *, reason: str, node: NodeRef | None = None,
+                 alert: tuple[str, str] | None = None, topic: str | None = None) -> Order:
+        """Set columns without a status change (CAS + version bump + note); the new order.
+        ``alert`` = ``(code, message)`` raises an operator alert and ``topic`` enqueues an
+        outbox event with the order view, both in the same transaction."""
+        now = self.bridge.now()
         with self.writing() as (tx, pending):
-            new = orders.annotate(tx, self.order, changes, actor="bridge", reason=reason, now=self.bridge.now(),
+            new = orders.annotate(tx, self.order, changes, actor="bridge", reason=reason, now=now,
                                   node=node, earlier=pending)
+            if topic:
+                orders.enqueue_order_topic(tx, new, topic, reason, now)
+            if alert:
+                log.warning("alert %s on order %s: %s", alert[0], new.order_id, alert[1])
+                outbox.alert(tx, new, code=alert[0], message=alert[1], now=now, node=node)
         self.order = new
         return new
 

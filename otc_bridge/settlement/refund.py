@@ -10,9 +10,13 @@ completed by anyone) is never taken for a refund: the order goes to ``settlement
 from __future__ import annotations
 
 from otc_bridge.context import Bridge
+from otc_bridge.domain.errors import NodeBusy
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
+from otc_bridge.node.amounts import payout_tx_hash
+from otc_bridge.node.results import Job
 from otc_bridge.settlement.escrow_job import alert_if_moved_first, read_job
+from otc_bridge.settlement.payout import phase_of_tx_status
 from otc_bridge.settlement.record import Step, bridge_claimed
 
 #: Refund causes that end an order as ``expired`` rather than ``cancelled``.
@@ -22,7 +26,8 @@ EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
 TAKER_CAUSES = frozenset({"taker_escrow_rejected"})
 _TAKER_COLUMNS = ("taker_wallet", "taker_quote_address", "htlc_hash", "escrow_wallet", "escrow_ref",
                   "escrow_job_id", "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds",
-                  "payout_wallet", "matched_at", "settle_by")
+                  "payout_wallet", "matched_at", "settle_by", "escrow_tampered_at", "refund_key", "refund_tx_hash",
+                  "refund_micro_rtc")
 #: The columns that clear a buy order's taker when it goes back on the book.
 CLEAR_TAKER = dict.fromkeys(_TAKER_COLUMNS)
 #: The node call that moves a job one step towards its poster, by job status.
@@ -58,8 +63,10 @@ def safe_refund_escrow(bridge: Bridge, order: Order) -> Order:
     delivered -> dispute, open/disputed -> cancel) after one committed intent, so a third
     party has no time to act between them; only a non-OK answer triggers another read. The
     node's ``cancelled`` or ``expired`` (both refund reward + fee to the poster,
-    docs/escrow-node.md §1.7, §1.9) ends the order. A job completed by anyone, or not the
-    order's escrow at all, goes to ``settlement_recovery`` with an alert. A job claimed by a
+    docs/escrow-node.md §1.7, §1.9) ends the order. A job completed into the bridge's
+    worker (only tampering does that while a refund is due) is paid back from the worker with
+    a keyed transfer; a job completed to anyone else, or not the order's escrow at all, goes to
+    ``settlement_recovery`` with an alert. A job claimed by a
     third party cannot be refunded before its TTL: the order waits, alerted. An unusable
     node answer leaves ``refund_pending`` for the reconciler.
     """
@@ -81,11 +88,17 @@ def _moved_by_someone_else(step: Step, job) -> bool:
     job unclaimed: that is the bridge's own history, not a third party).
     """
     order = step.order
-    if order.end_cause in ("escrow_rejected", "escrow_moved", *TAKER_CAUSES):
+    if _already_alerted(order):
         return False
     if job.status not in ("open", "delivered", "disputed", "cancelled"):
         return False
     return job.status != "open" or bridge_claimed(step.bridge, order.order_id, job.job_id)
+
+
+def _already_alerted(order: Order) -> bool:
+    """The escrow watch, or the check that ended the order, already alerted its job's state."""
+    return order.escrow_tampered_at is not None or order.end_cause in ("escrow_rejected", "escrow_moved",
+                                                                       *TAKER_CAUSES)
 
 
 def _drive(step: Step, job) -> Order:
@@ -103,6 +116,14 @@ def _drive(step: Step, job) -> Order:
             return step.move(Status.SETTLEMENT_RECOVERY, reason=problem, alert=("escrow_job_mismatch", problem))
         if status in ("cancelled", "expired"):
             return _refund_done(step, f"node reports the escrow job {status}: reward and fee refunded to the poster")
+        if status == "completed" and job.worker_wallet == worker:
+            # Only tampering leaves a job completed into the worker while a refund is due (the
+            # bridge releases only from settling): the worker holds it, so it pays it back.
+            if order.refund_key is None and not _already_alerted(order):
+                step.alert("escrow_released_during_refund",
+                           "escrow job was accepted into the worker wallet while a refund was due; "
+                           "paying it back to the seller from the worker")
+            return _refund_from_custody(step, job)
         if status == "completed":
             message = f"escrow job was accepted (paid to {job.worker_wallet}) while a refund was due"
             return step.move(Status.SETTLEMENT_RECOVERY, reason=message,
@@ -124,6 +145,51 @@ def _drive(step: Step, job) -> Order:
         if job is None or job.status == status:
             return step.order  # no progress: the reconciler retries from the node's state
         status = job.status
+    return step.order
+
+
+def _refund_from_custody(step: Step, job: Job) -> Order:
+    """Return escrow that sits in the worker wallet to its poster with a keyed transfer.
+
+    The key ``otc_refund:<order_id>:v<version>`` and the amount (the reward the worker was
+    credited, ``job.reward_i64``; the node keeps its 5 % fee) are committed before the first
+    send, so a repeat can never pay twice (docs/escrow-node.md §1.11). Later passes look the
+    transfer up by its ``tx_hash`` and end the order once the node confirms it; a voided or
+    refused transfer goes to ``settlement_recovery`` with an alert. A 429 raises ``NodeBusy``.
+    """
+    bridge, order = step.bridge, step.order
+    if order.refund_key is None:
+        key = f"otc_refund:{order.order_id}:v{order.order_version}"
+        order = step.annotate({"refund_key": key, "refund_tx_hash": payout_tx_hash(key),
+                               "refund_micro_rtc": job.reward_i64},
+                              reason=f"refund from the worker's custody: intent ({key})")
+    else:
+        lookup = bridge.node.tx_status(order.refund_tx_hash)
+        step.call(lookup.result, ref=order.refund_tx_hash, reason="custody refund status")
+        if lookup.status != "not_found":
+            return _custody_phase(step, phase_of_tx_status(lookup.status))
+    key = order.refund_key
+    result = bridge.node.transfer(from_wallet=bridge.config.worker_wallet, to_wallet=order.escrow_wallet,
+                                  amount_micro_rtc=order.refund_micro_rtc, reason=key, idempotency_key=key)
+    step.call(result, ref=order.refund_tx_hash, reason="custody refund transfer")
+    if result.ok:
+        return _custody_phase(step, str(result.body["phase"]))
+    if result.failed and result.retry_after_seconds is not None:
+        raise NodeBusy(result.retry_after_seconds, order_id=order.order_id, status=order.status)
+    if result.failed:
+        message = f"refund from the worker's custody refused by the node: {result.error}"
+        return step.move(Status.SETTLEMENT_RECOVERY, reason=message, alert=("custody_refund_refused", message))
+    return step.order  # unanswered: the next pass looks the transfer up by its tx_hash
+
+
+def _custody_phase(step: Step, phase: str | None) -> Order:
+    """What a custody refund's phase means: confirmed ends the order, pending waits, voided
+    needs an operator; ``None`` (no usable answer) waits for the next pass."""
+    if phase == "confirmed":
+        return _refund_done(step, "refund from the worker's custody confirmed by the node")
+    if phase == "voided":
+        message = f"refund {step.order.refund_tx_hash} from the worker's custody was voided on the node"
+        return step.move(Status.SETTLEMENT_RECOVERY, reason=message, alert=("custody_refund_voided", message))
     return step.order
 
 

@@ -22,7 +22,7 @@ from otc_bridge.settlement.record import Step, node_ref
 RELEASE_INTENT = ("POST /agent/jobs/<job_id>/deliver", "release step from claimed: intent (deliver, accept, payout)")
 
 
-def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False) -> Order:
+def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False, job: Job | None = None) -> Order:
     """Release a ``settling`` order's escrow to the bridge worker, then pay the buyer.
 
     Resumable from any point (the reconciler calls it too): one read of the job says which
@@ -35,10 +35,12 @@ def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False)
 
     ``just_claimed`` is True when the caller's own claim into ``settling`` happened in this
     request: no release call can have been made yet, so a job found past ``claimed`` was
-    moved by someone else whatever the recorded intent says.
+    moved by someone else whatever the recorded intent says. ``job`` is the caller's read of
+    the job made right before that claim (not read again).
     """
     with Step(bridge, order) as step:
-        job = read_job(step, "release: read escrow job")
+        if job is None:
+            job = read_job(step, "release: read escrow job")
         # While matched the bridge never touches the job: finding it past `claimed` before our
         # first release call means someone else moved it. A release to our own worker still
         # lets the buyer be paid against the valid preimage, but an operator must know. Only

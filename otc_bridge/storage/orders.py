@@ -47,6 +47,23 @@ def find(conn: sqlite3.Connection, where: str = "1", params: tuple = (), *,
     return [Order.from_row(row) for row in conn.execute(sql, params)]
 
 
+def held_for_matches_micro_rtc(conn: sqlite3.Connection) -> int:
+    """Micro-RTC the worker wallet holds in custody for ``matched`` orders whose job was
+    tampered with (docs/protocol.md §11): it must stay there for the match or the refund."""
+    return conn.execute("SELECT COALESCE(SUM(escrow_reward_micro_rtc), 0) FROM orders "
+                        "WHERE status = 'matched' AND escrow_tampered_at IS NOT NULL").fetchone()[0]
+
+
+def queued_from_worker_micro_rtc(conn: sqlite3.Connection) -> int:
+    """Micro-RTC the bridge has queued from the worker as it knows it: payouts of
+    ``payout_pending`` orders and custody refunds in flight. Counts transfers the node may
+    already have confirmed (promotion lags), so it is only a fallback for the node's list."""
+    return conn.execute(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'payout_pending' THEN payout_micro_rtc"
+        " WHEN status = 'refund_pending' AND refund_key IS NOT NULL THEN refund_micro_rtc ELSE 0 END), 0)"
+        " FROM orders").fetchone()[0]
+
+
 def insert_order(tx: Tx, columns: dict[str, Any], *, actor: str, reason: str, now: int) -> Order:
     """Write a new order (``order_version`` 1) with its ``transition`` event and outbox row.
 
@@ -75,20 +92,23 @@ def transition(
     node: NodeRef | None = None,
     earlier: Sequence[Event] = (),
     then: Sequence[Event] = (),
+    guard: str | None = None,
 ) -> Order:
     """Move ``order`` (as read, with its version) to ``to``; returns the new order.
 
     ``changes`` sets other columns in the same UPDATE (names checked against
     ``schema.ORDER_COLUMNS``). ``earlier`` are audit rows of what led here (node calls made
     since the last write), appended before the transition's own event, and ``then`` (an
-    intent the new status leads to) after it, all in one statement.
+    intent the new status leads to) after it, all in one statement. ``guard`` is an extra SQL
+    condition of the CAS (a constant such as ``pauses.NO_RELEASE_PAUSE``, never input): when
+    it is false the CAS matches no row, as when another actor moved the order.
     Raises ``status.IllegalTransition`` for an edge not in the table and
     :class:`ConcurrentUpdate` when the row moved since it was read.
     """
     check_transition(order.status, to)
     if changes and "status" in changes:
         raise ValueError("not settable by a transition: ['status'] (it is the transition itself)")
-    new, has_trade = _cas(tx, order, dict(changes or {}, status=str(to)), now)
+    new, has_trade = _cas(tx, order, dict(changes or {}, status=str(to)), now, guard)
     tx.after_commit(lambda: crash_point(f"after_commit:{to}"))
     events.append(tx, order.order_id, [*earlier, Event(new.order_version, "transition", actor, reason, now,
                                                       frm=order.status, to=to, node=node), *then])
@@ -122,7 +142,7 @@ def annotate(
     return new
 
 
-def _cas(tx: Tx, order: Order, changes: dict[str, Any], now: int) -> tuple[Order, bool]:
+def _cas(tx: Tx, order: Order, changes: dict[str, Any], now: int, guard: str | None = None) -> tuple[Order, bool]:
     """``UPDATE ... WHERE status = ? AND order_version = ?`` with the version bump; the new
     order and whether a trade exists. Raises :class:`ConcurrentUpdate` if no row matched."""
     unknown = set(changes) - ORDER_COLUMNS - {"status"}
@@ -132,7 +152,8 @@ def _cas(tx: Tx, order: Order, changes: dict[str, Any], now: int) -> tuple[Order
     params = dict(changes, now=now, order_id=order.order_id, frm=str(order.status), version=order.order_version)
     row = _one(tx.execute(
         f"UPDATE orders SET order_version = order_version + 1, updated_at = :now{sets} "  # noqa: S608
-        f"WHERE order_id = :order_id AND status = :frm AND order_version = :version{_RETURNING}",
+        f"WHERE order_id = :order_id AND status = :frm AND order_version = :version"
+        f"{' AND ' + guard if guard else ''}{_RETURNING}",
         params,
     ))
     if row is None:
@@ -154,6 +175,14 @@ def _enqueue_transition(tx: Tx, order: Order, frm: Status | None, reason: str, n
                    now=now, payload={"order_id": order.order_id, "from": str(frm) if frm else None,
                                      "to": str(order.status), "order_version": order.order_version,
                                      "reason": reason, "order": views.order_view(order)})
+
+
+def enqueue_order_topic(tx: Tx, order: Order, topic: str, reason: str, now: int) -> None:
+    """An outbox event ``topic`` (e.g. ``escrow_tampered``) about ``order`` as it is in this
+    transaction, keyed by order version so it is enqueued once."""
+    outbox.enqueue(tx, topic=topic, order_id=order.order_id, order_version=order.order_version, now=now,
+                   payload={"order_id": order.order_id, "order_version": order.order_version, "reason": reason,
+                            "order": views.order_view(order)})
 
 
 def _check_after_commit(tx: Tx, order: Order, has_trade: bool) -> None:

@@ -53,6 +53,20 @@ def alert(tx: Tx, order: Order, *, code: str, message: str, now: int, node: Node
                      reason=f"{code}: {message}", now=now, node=node)
 
 
+def alert_once(tx: Tx, *, code: str, message: str, key: str, now: int) -> bool:
+    """An operator alert about no single order (the worker wallet, a foreign job), enqueued
+    once per ``key``; True if this call enqueued it."""
+    payload = {"code": code, "order_id": None, "message": message, "status": None}
+    inserted = tx.execute(
+        "INSERT OR IGNORE INTO outbox (event_key, topic, order_id, order_version, payload, next_attempt_at,"
+        " created_at) VALUES (?, 'alert', NULL, NULL, ?, ?, ?)",
+        (f"alert:{code}:{key}", json.dumps(payload, sort_keys=True), now, now),
+    ).rowcount == 1
+    if inserted:
+        tx.after_commit(notify)
+    return inserted
+
+
 log = logging.getLogger(__name__)
 
 _work_arrived = threading.Event()

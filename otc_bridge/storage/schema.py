@@ -201,11 +201,30 @@ def _v3(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Escrow tampering and custody refunds (docs/protocol.md §11): when the escrow watch saw
+    the job moved by someone else, and the keyed transfer that returns escrow the bridge's
+    worker holds; ``pauses`` holds switches such as ``releases`` (the worker wallet does not
+    cover what is queued from it), which the claim of a settlement checks in its CAS."""
+    for sql in (
+        "ALTER TABLE orders ADD COLUMN escrow_tampered_at INTEGER",
+        "ALTER TABLE orders ADD COLUMN refund_key TEXT",
+        "ALTER TABLE orders ADD COLUMN refund_tx_hash TEXT",
+        "ALTER TABLE orders ADD COLUMN refund_micro_rtc INTEGER",
+        # ADD COLUMN cannot carry UNIQUE: unique indexes instead (NULLs never collide).
+        "CREATE UNIQUE INDEX orders_refund_key ON orders (refund_key)",
+        "CREATE UNIQUE INDEX orders_refund_tx_hash ON orders (refund_tx_hash)",
+        "CREATE TABLE pauses (name TEXT PRIMARY KEY, since INTEGER NOT NULL, reason TEXT NOT NULL)",
+    ):
+        conn.execute(sql)
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
+    (4, _v4),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).
@@ -214,5 +233,6 @@ ORDER_COLUMNS = frozenset({
     "htlc_secret", "quote_tx", "escrow_wallet", "escrow_ref", "escrow_job_id",
     "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds", "payout_wallet",
     "payout_key", "payout_tx_hash", "payout_micro_rtc", "settling_at", "confirmed_at",
-    "ended_at", "end_cause", "attention_reason", "expires_at",
+    "ended_at", "end_cause", "attention_reason", "expires_at", "escrow_tampered_at", "refund_key",
+    "refund_tx_hash", "refund_micro_rtc",
 })

@@ -2,10 +2,11 @@
 
 The escrow may only leave for the buyer, only with the preimage, and only once. If
 Mallory (or the seller, using the public worker string) moves the job between match and
-confirm, the confirm must notice: a job refunded, expired or frozen in ``disputed`` puts
-the order in ``settlement_recovery`` with an alert and pays nobody; a job already
-released to the bridge's own worker wallet is the "completed -> pay" branch, which pays
-the buyer exactly once.
+confirm, the bridge notices at the next confirm or reconcile pass, whichever comes first: a
+job taken back, expired or frozen in ``disputed`` ends the match (a confirm answers 409 and
+never stores the preimage), and the escrow returns to the seller by the node's state; a job
+delivered or released to the bridge's own worker is held in custody for the match, so the
+buyer's preimage pays the buyer exactly once, and the seller is paid back at ``settle_by``.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ def _escrow(amount: int) -> int:
 
 @pytest.mark.parametrize("attack", ["deliver+dispute", "refund_to_poster", "expire"])
 @pytest.mark.parametrize("side", SIDES)
-def test_confirm_after_escrow_moved_goes_to_recovery_and_pays_nobody(side, attack, api, dev_node, seller, buyer,
-                                                                     bridge):
+def test_confirm_after_the_escrow_went_back_is_refused_and_the_match_ends(side, attack, api, dev_node, seller,
+                                                                          buyer, bridge):
+    """Attacks 1 and 3: the escrow is taken back (or frozen in ``disputed``) while matched. A
+    confirm answers 409 without storing the preimage or trying a release; the order leaves
+    the match and the escrow returns to the seller by the node's state; nobody is paid."""
     seller_before, buyer_before = dev_node.balance(seller.address), dev_node.balance(buyer.address)
     order_id, secret, amount = _matched(side, api, seller, buyer)
     job_id = order_row(bridge, order_id)["escrow_job_id"]
@@ -44,25 +48,86 @@ def test_confirm_after_escrow_moved_goes_to_recovery_and_pays_nobody(side, attac
 
     status, body = api.confirm(order_id, secret=secret, quote_tx="0xquote")
 
-    assert (status, body["ok"], body["status"], body["rtc_transfer_status"]) == (
-        200, False, "settlement_recovery", "manual_recovery_required"), body
-    assert transitions(bridge, order_id)[-2:] == [("matched", "settling"), ("settling", "settlement_recovery")]
-    assert alert_codes(bridge, order_id) == ["escrow_job_moved"]
-    assert "htlc_secret" not in api.order(order_id)[1]["order"]
+    assert status == 409 and body["error"].startswith("The escrow was taken back on the node"), body
+    order = order_row(bridge, order_id)
+    # A sell order ends; a buy order (the taker's escrow was taken) goes back on the book.
+    assert order["status"] == ("cancelled" if side == "sell" else "open"), dict(order)
+    assert order["htlc_secret"] is None
+    assert alert_codes(bridge, order_id) == ["escrow_tampered"]
+    assert ("matched", "settling") not in transitions(bridge, order_id)
     job = dev_node.job(job_id)
-    assert job["status"] == {"deliver+dispute": "disputed", "refund_to_poster": "cancelled",
+    assert job["status"] == {"deliver+dispute": "cancelled", "refund_to_poster": "cancelled",
                              "expire": "expired"}[attack]
     assert [entry["action"] for entry in job["activity_log"]].count("completed") == 0
-    # A retry, and the reconciler, leave it for an operator: nothing is paid from here.
-    retry = api.confirm(order_id, secret=secret, quote_tx="0xquote")
-    assert retry == (409, {"error": "Order must be matched to confirm (current: settlement_recovery)"})
+    assert api.confirm(order_id, secret=secret, quote_tx="0xquote")[0] == 409
     assert api.reconcile(ADMIN_TOKEN)[0] == 200
-    assert order_row(bridge, order_id)["status"] == "settlement_recovery"
     assert no_payout(dev_node)
     assert dev_node.balance(buyer.address) == buyer_before
     assert dev_node.balance(WORKER) == 0
-    still_locked = _escrow(amount) if attack == "deliver+dispute" else 0
-    assert dev_node.balance(seller.address) == seller_before - still_locked
+    assert dev_node.balance(seller.address) == seller_before  # reward and fee came back
+    dev_node.assert_conserved()
+
+
+@pytest.mark.parametrize("attack", ["deliver", "deliver+dispute", "refund_to_poster", "steal_to_worker"])
+@pytest.mark.parametrize("side", SIDES)
+def test_the_watch_sees_a_matched_escrow_move_within_one_pass(side, attack, api, dev_node, seller, buyer, bridge):
+    """The reconcile pass's escrow watch, before anyone confirms: a job delivered as the worker
+    is taken into custody at once (the seller can no longer dispute it away), a job completed
+    into the worker is kept for the match, a job taken back ends the match."""
+    seller_before, buyer_before = dev_node.balance(seller.address), dev_node.balance(buyer.address)
+    order_id, secret, amount = _matched(side, api, seller, buyer)
+    job_id = order_row(bridge, order_id)["escrow_job_id"]
+    Mallory(dev_node).hit(job_id, attack)
+    assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["tampered"] == 1
+    order = order_row(bridge, order_id)
+    assert alert_codes(bridge, order_id) == ["escrow_tampered"]
+    relisted = side == "buy" and attack in ("deliver+dispute", "refund_to_poster")
+    # Both traders see it, until a buy order goes back on the book without its taker.
+    view = api.order(order_id)[1]["order"]
+    assert view["escrow_tampered"] is not relisted and ("escrow_notice" in view) is not relisted
+    if not relisted:
+        assert view["escrow_notice"].startswith("The escrow was taken back on the node")
+    if attack in ("deliver", "steal_to_worker"):
+        assert order["status"] == "matched"
+        assert (dev_node.job(job_id)["status"], dev_node.balance(WORKER)) == ("completed", amount)
+        # The seller cannot take it back any more; the buyer's preimage still settles, once.
+        assert Mallory(dev_node).dispute(job_id).status_code == 409
+        status, body = api.confirm(order_id, secret=secret, quote_tx="0xquote")
+        assert (status, body["status"]) == (200, "payout_pending"), body
+        assert dev_node.confirm_pending() == 1
+        assert api.reconcile(ADMIN_TOKEN)[0] == 200
+        assert order_row(bridge, order_id)["status"] == "completed"
+        assert dev_node.balance(buyer.address) == buyer_before + amount
+        assert dev_node.balance(seller.address) == seller_before - _escrow(amount)
+    else:
+        assert order["status"] == ("cancelled" if side == "sell" else "open")
+        assert api.confirm(order_id, secret=secret, quote_tx="0xquote")[0] == 409
+        assert no_payout(dev_node)
+        assert dev_node.balance(buyer.address) == buyer_before
+        assert dev_node.balance(seller.address) == seller_before
+    assert dev_node.balance(WORKER) == 0
+    dev_node.assert_conserved()
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_a_match_held_in_custody_unwinds_to_a_refund_from_the_worker(side, api, dev_node, seller, buyer, bridge):
+    """Nobody confirms a match whose escrow the bridge took into custody: at ``settle_by`` the
+    seller is paid back from the worker wallet (the node keeps its fee), never twice."""
+    seller_before, buyer_before = dev_node.balance(seller.address), dev_node.balance(buyer.address)
+    order_id, secret, amount = _matched(side, api, seller, buyer)
+    Mallory(dev_node).hit(order_row(bridge, order_id)["escrow_job_id"], "steal_to_worker")
+    assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["tampered"] == 1
+    past_settle_by = bridge.now() + 49 * 3600
+    bridge.clock = lambda: past_settle_by
+    assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["unwound"] == 1
+    assert order_row(bridge, order_id)["status"] == "refund_pending"
+    assert dev_node.confirm_pending() == 1
+    assert api.reconcile(ADMIN_TOKEN)[0] == 200
+    order = order_row(bridge, order_id)
+    assert order["status"] == ("cancelled" if side == "sell" else "open")
+    assert api.confirm(order_id, secret=secret, quote_tx="0xquote")[0] in (409, 410)
+    assert dev_node.balance(seller.address) == seller_before - (_escrow(amount) - amount)
+    assert (dev_node.balance(buyer.address), dev_node.balance(WORKER)) == (buyer_before, 0)
     dev_node.assert_conserved()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 from attack_helpers import (
     MALLORY,
+    SELL_AMOUNT,
     SELL_ESCROW,
     SELL_FEE,
     Mallory,
@@ -91,31 +92,42 @@ def test_match_after_escrow_moved_is_refused_recorded_and_refunded_once(attack, 
     dev_node.assert_conserved()
 
 
-@pytest.mark.parametrize("action", ["match", "cancel"])
-def test_escrow_released_to_the_worker_while_open_is_never_paid_out(action, api, dev_node, seller, buyer, bridge):
+@pytest.mark.parametrize("action", ["match", "cancel", "watch"])
+def test_escrow_stolen_into_the_worker_while_open_is_paid_back_to_the_seller(action, api, dev_node, seller, buyer,
+                                                                              bridge):
+    """Attack 2 of the escrow-under-attack issue: anyone delivers as the worker and accepts as
+    the poster; the reward lands in the bridge's worker wallet. The order leaves the book and
+    the worker pays it back to the seller with a keyed transfer (the node keeps its fee)."""
     before = dev_node.balance(seller.address)
     order_id, _ = open_sell(api, seller)
     job_id = order_row(bridge, order_id)["escrow_job_id"]
     Mallory(dev_node).hit(job_id, "steal_to_worker")  # deliver as otc_bridge_worker, accept as the poster
-    assert dev_node.balance(WORKER) == 10_000_000
+    assert dev_node.balance(WORKER) == SELL_AMOUNT
 
     if action == "match":
         status, body = api.match(buyer, order_id, BUYER_ETH)
         assert (status, body["error"]) == (409, WITHDRAWN), body
-        assert alert_codes(bridge, order_id) == ["escrow_job_moved", "escrow_released_during_refund"]
-    else:
+        expected_alerts = ["escrow_job_moved"]
+    elif action == "cancel":
         status, body = api.cancel(seller, order_id)
-        assert (status, body["status"], body["escrow_refunded"]) == (200, "settlement_recovery", False), body
-        assert alert_codes(bridge, order_id) == ["escrow_released_during_refund"]
+        assert (status, body["status"], body["escrow_refunded"]) == (200, "refund_pending", False), body
+        expected_alerts = ["escrow_released_during_refund"]
+    else:
+        assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["tampered"] == 1
+        expected_alerts = ["escrow_tampered"]
+    assert alert_codes(bridge, order_id) == expected_alerts
     order = order_row(bridge, order_id)
-    assert (order["status"], order["taker_wallet"]) == ("settlement_recovery", None)
-    assert transitions(bridge, order_id)[-1] == ("refund_pending", "settlement_recovery")
-    # Not a refund, not a release: the reward sits in the bridge's worker wallet, nobody is paid.
+    assert (order["status"], order["taker_wallet"]) == ("refund_pending", None)
+    assert order["refund_key"] == f"otc_refund:{order_id}:v{order['order_version'] - 1}"
+    assert dev_node.state()["pending"] == {"pending": {"count": 1, "amount_i64": SELL_AMOUNT}}
+    # Passes before the node confirms change nothing; the keyed transfer is never sent twice.
     assert api.reconcile(ADMIN_TOKEN)[0] == 200
-    assert order_row(bridge, order_id)["status"] == "settlement_recovery"
-    assert no_payout(dev_node)
-    assert dev_node.balance(WORKER) == 10_000_000
-    assert dev_node.balance(seller.address) == before - SELL_ESCROW
+    assert dev_node.state()["pending"] == {"pending": {"count": 1, "amount_i64": SELL_AMOUNT}}
+    assert dev_node.confirm_pending() == 1
+    assert api.reconcile(ADMIN_TOKEN)[0] == 200
+    assert order_row(bridge, order_id)["status"] == "cancelled"
+    assert dev_node.balance(WORKER) == 0
+    assert dev_node.balance(seller.address) == before - SELL_FEE  # only the node's fee is lost
     assert dev_node.state()["founder_community_i64"] == SELL_FEE
     dev_node.assert_conserved()
 

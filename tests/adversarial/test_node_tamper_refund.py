@@ -65,14 +65,19 @@ def test_reconcile_ends_a_half_done_refund_from_the_nodes_state(failing_step, st
 
     order = order_row(bridge, order_id)
     job = dev_node.job(job_id)
-    if job["status"] == "completed":  # Mallory released it: not a refund, an alerted recovery
-        assert (job["worker_wallet"], body["summary"]["recovered"]) == (WORKER, 1)
-        assert order["status"] == "settlement_recovery"
-        assert transitions(bridge, order_id)[-1] == ("refund_pending", "settlement_recovery")
+    if job["status"] == "completed":  # Mallory released it into the worker: paid back from custody, alerted
+        assert job["worker_wallet"] == WORKER
+        assert (order["status"], order["refund_key"] is not None) == ("refund_pending", True)
         assert alert_codes(bridge, order_id) == ["escrow_released_during_refund"]
-        assert dev_node.balance(seller.address) == before - SELL_ESCROW
         assert dev_node.balance(WORKER) == 10_000_000
+        assert dev_node.confirm_pending() == 1
+        assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["refunded"] == 1
+        assert order_row(bridge, order_id)["status"] == "cancelled"
+        assert transitions(bridge, order_id)[-1] == ("refund_pending", "cancelled")
+        assert dev_node.balance(seller.address) == before - SELL_FEE  # the node keeps its fee
+        assert dev_node.balance(WORKER) == 0
         assert dev_node.state()["founder_community_i64"] == SELL_FEE
+        order = order_row(bridge, order_id)
     else:  # the node refunded the poster (by the bridge's cancel or Mallory's): cancelled, once
         assert move != "steal" or stopped_at == "disputed"
         assert (job["status"], body["summary"]["refunded"]) == ("cancelled", 1)
@@ -81,11 +86,11 @@ def test_reconcile_ends_a_half_done_refund_from_the_nodes_state(failing_step, st
         assert dev_node.balance(WORKER) == 0
         actions = [entry["action"] for entry in job["activity_log"]]
         assert actions.count("escrow_refunded") == 1
-    # Whatever happened, a second pass changes nothing and nobody was paid.
+    # Whatever happened, a second pass changes nothing, and nothing but that refund was paid.
     again = api.reconcile(ADMIN_TOKEN)[1]["summary"]
     assert (again["refunded"], again["recovered"]) == (0, 0)
     assert order_row(bridge, order_id)["order_version"] == order["order_version"]
-    assert no_payout(dev_node)
+    assert no_payout(dev_node) or dev_node.state()["pending"] == {"confirmed": {"count": 1, "amount_i64": 10_000_000}}
     dev_node.assert_conserved()
 
 
@@ -125,10 +130,13 @@ def test_accept_slipped_between_the_refunds_deliver_and_dispute_is_caught(live_b
     canceller.join(30)
 
     status, body = answers[0]
-    assert (status, body["status"], body["escrow_refunded"]) == (200, "settlement_recovery", False), body
+    assert (status, body["status"], body["escrow_refunded"]) == (200, "refund_pending", False), body
     assert alert_codes(bridge, order_id) == ["escrow_released_during_refund"]
-    assert ("refund_pending", "cancelled") not in transitions(bridge, order_id)
-    assert dev_node.balance(WORKER) == 10_000_000
-    assert dev_node.balance(seller.address) == before - SELL_ESCROW
-    assert no_payout(dev_node)
+    # The reward sits in the worker: it goes back to the seller with one keyed transfer.
+    assert dev_node.state()["pending"] == {"pending": {"count": 1, "amount_i64": 10_000_000}}
+    assert dev_node.confirm_pending() == 1
+    assert api.reconcile(ADMIN_TOKEN)[0] == 200
+    assert order_row(bridge, order_id)["status"] == "cancelled"
+    assert dev_node.balance(WORKER) == 0
+    assert dev_node.balance(seller.address) == before - SELL_FEE
     dev_node.assert_conserved()

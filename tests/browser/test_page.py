@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from bridge_support import SELLER_ETH
+from bridge_support import ADMIN_TOKEN, SELLER_ETH, WORKER, matched_sell
 from playwright.sync_api import expect
 
 from otc_bridge.client import Wallet
@@ -307,3 +307,20 @@ def test_phone_width_layout(new_trader, dev_node, api):
     page.get_by_role("textbox", name=re.compile(r"^Price per RTC")).fill("0.05")
     expect(page.locator("#create-summary")).to_contain_text("10.5 RTC (amount + fee)")
     phone.screenshot("market-375px.png")
+
+
+def test_both_traders_see_that_the_escrow_was_taken_back(new_trader, dev_node, api, seller, buyer, bridge):
+    """After the escrow watch saw the job moved on the node, the order page tells whoever
+    opens it, in plain words, not to lock or reveal, and to refund an HTLC after its timelock."""
+    order_id, _ = matched_sell(api, seller, buyer)
+    job_id = bridge.db.read_one("SELECT escrow_job_id FROM orders WHERE order_id = ?", (order_id,))[0]
+    for action, body in (("deliver", {"worker_wallet": WORKER, "result_summary": "x"}),
+                         ("accept", {"poster_wallet": seller.address})):
+        assert dev_node.post(f"/agent/jobs/{job_id}/{action}", body).status_code == 200
+    assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["tampered"] == 1
+    trader = new_trader("buyer")
+    trader.open_order(order_id)
+    notice = trader.page.locator("#escrow-notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("The escrow was taken back on the node")
+    expect(notice).to_contain_text("refund it after its timelock")

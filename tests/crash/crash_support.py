@@ -216,13 +216,6 @@ def wait_out_grace(db_path: Path) -> None:
         time.sleep(0.1)
 
 
-def expire_reconciler_lease(db_path: Path) -> int:
-    """Stand-in for the reconciler lease's TTL (300 s) running out after its holder died:
-    the lease row is made due now. Returns the number of rows changed."""
-    with closing(sqlite3.connect(db_path, timeout=10)) as conn, conn:
-        return conn.execute("UPDATE leases SET expires_at = 0 WHERE name = 'reconciler'").rowcount
-
-
 def reconcile_until_quiet(api: BridgeClient, node: NodeHandle, db_path: Path) -> list[dict]:
     """Confirm the node's pending pool, run a pass (``POST /admin/reconcile``), and repeat
     until neither changed anything; returns every pass's counts. Fails on a pass with

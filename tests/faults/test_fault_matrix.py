@@ -62,6 +62,7 @@ CANCEL = "POST /agent/jobs/<job_id>/cancel"
 TRANSFER = "POST /wallet/transfer"
 TX = "GET /wallet/tx/<tx_hash>"
 LIST = "GET /agent/jobs"  # the reconciler's search for a job whose create answer was lost
+BALANCE = "GET /wallet/balance"  # the reconciler's coverage check of the worker wallet
 
 #: A ``timeout_after`` fault holds the node's answer this long: past the bridge's 1 s timeout
 #: (tests/faults/conftest.py), after the effect is committed.
@@ -117,11 +118,11 @@ NORMAL: dict[str, Expect] = {
 }
 
 
-def _release_row(http: int | None, http_refused_transfer: int | None) -> dict[str, dict[str, Expect]]:
+def _release_row(http: int | None, http_refused_transfer: int | None,
+                 first_read: dict[str, Expect]) -> dict[str, dict[str, Expect]]:
     """The release path of a confirm, or of the reconciler resuming a ``settling`` order."""
     return {
-        # The first read of the job: nothing moved; settling waits for the reconciler.
-        GET_JOB: same(http, "settling", "completed"),
+        GET_JOB: first_read,
         DELIVER: {"applied": Expect(http, "payout_pending", "completed"),  # read back: delivered, go on
                   "lost": Expect(http, "settling", "completed"),  # read back: still claimed, unknown
                   # An explicit refusal while the job is held untouched: nothing left escrow,
@@ -135,6 +136,9 @@ def _release_row(http: int | None, http_refused_transfer: int | None) -> dict[st
                    # 429: nothing applied; the confirm answers 503, a reconcile pass backs off.
                    "refused": Expect(http_refused_transfer, "settling", "completed")},
     }
+
+
+CONFIRM_FIRST_READ = same(502, "matched", "completed")
 
 
 def _refund_row(http: int | None, end: str) -> dict[str, dict[str, Expect]]:
@@ -164,10 +168,17 @@ TABLE: dict[tuple[str, str], dict[str, Expect]] = {
     ("match_buy", GET_JOB): same(502, "locking", "open"),
     # Sell match reads the escrow before recording the taker: nothing changes, retry.
     ("match_sell", GET_JOB): same(502, "open", "matched"),
-    **{("confirm_sell", call): row for call, row in _release_row(200, 503).items()},
-    **{("confirm_buy", call): row for call, row in _release_row(200, 503).items()},
-    # A settling order left by a dead confirm, resumed by the reconciler after the grace period.
-    **{("resume_settling", call): row for call, row in _release_row(None, None).items()},
+    # A confirm reads the job before its claim: without an answer nothing is stored (502, still
+    # matched) and the trader's retry settles.
+    **{("confirm_sell", call): row for call, row in _release_row(200, 503, CONFIRM_FIRST_READ).items()},
+    **{("confirm_buy", call): row for call, row in _release_row(200, 503, CONFIRM_FIRST_READ).items()},
+    # A settling order left by a dead confirm, resumed by the reconciler after the grace period
+    # (its first read of the job fails: nothing moved; settling waits for the next pass).
+    **{("resume_settling", call): row
+       for call, row in _release_row(None, None, same(None, "settling", "completed")).items()},
+    # The pass's coverage check of the worker wallet, after the promotion: a fault leaves the
+    # check for the next pass and changes no order.
+    ("promote", BALANCE): same(None, "completed", "completed"),
     **{("cancel_sell", call): row for call, row in _refund_row(200, "cancelled").items()},
     # A buy order past settle_by: the reconciler refunds the taker and relists the order. A
     # refund step that got no usable answer is retried by the same pass (its refund_pending
@@ -279,7 +290,7 @@ def setup_transfer_lost_once(ctx: Ctx) -> None:
 
 def setup_settling(ctx: Ctx) -> None:
     setup_matched_sell(ctx)
-    ctx.dev_node.add_fault(endpoint=GET_JOB, kind="error_5xx", count=1)
+    ctx.dev_node.add_fault(endpoint=DELIVER, kind="error_5xx", count=1)  # the claim stands, no answer
     status, body = ctx.api.confirm(ctx.order_id, secret=ctx.secret, quote_tx="0xquote")
     assert (status, body["status"]) == (200, "settling"), body
     advance(ctx.bridge, None, GRACE_SECONDS)
@@ -422,7 +433,7 @@ CASES = [_case(operation, call, fault) for (operation, call) in TABLE for fault 
 def test_every_node_call_is_covered():
     """Each node call the bridge makes appears in the matrix, with every fault kind."""
     calls = {call for _, call in TABLE}
-    assert calls == {CREATE, GET_JOB, CLAIM, DELIVER, ACCEPT, DISPUTE, CANCEL, TRANSFER, TX, LIST}
+    assert calls == {CREATE, GET_JOB, CLAIM, DELIVER, ACCEPT, DISPUTE, CANCEL, TRANSFER, TX, LIST, BALANCE}
     assert {spec["kind"] for spec in FAULTS.values()} == {"timeout_after", "drop_before", "error_5xx",
                                                          "latency", "rate_limit"}
 

@@ -91,7 +91,8 @@ def test_serve_refuses_to_start_without_a_node(tmp_path):
 
 
 @pytest.mark.parametrize(("variable", "value"), [("OTC_PORT", "eighty"), ("OTC_CORS_ORIGINS", "*"),
-                                                 ("OTC_RATE_LIMIT", "lots")])
+                                                 ("OTC_RATE_LIMIT", "lots"), ("OTC_HEADER_TIMEOUT_SECONDS", "soon"),
+                                                 ("OTC_BODY_TIMEOUT_SECONDS", "0"), ("OTC_WORKER_CONNECTIONS", "8")])
 def test_bad_setting_is_a_startup_error_naming_the_variable(tmp_path, variable, value):
     env = clean_env(RUSTCHAIN_NODE="http://127.0.0.1:9", **{variable: value})
     result = subprocess.run(CLI + ["serve"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
@@ -103,5 +104,5 @@ def test_init_db_creates_the_schema(tmp_path):
     db = tmp_path / "x" / "bridge.db"
     result = subprocess.run(CLI + ["init-db", "--db", str(db)], capture_output=True, text=True,
                             env=clean_env(), cwd=tmp_path, timeout=60)
-    assert result.returncode == 0 and "schema version 3" in result.stdout
+    assert result.returncode == 0 and "schema version 4" in result.stdout
     assert db.exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, matched_buy, matched_sell, open_sell
 
-from otc_bridge.domain.status import Status
 from otc_bridge.settlement import reconcile
 from otc_bridge.storage import leases
 
@@ -72,7 +71,8 @@ def test_lost_buy_match_answer_refunds_the_taker_and_reopens_the_order(api, dev_
 
 def test_settling_left_by_a_dead_request_is_resumed_after_the_grace(api, dev_node, seller, buyer, bridge):
     order_id, secret = matched_sell(api, seller, buyer)
-    dev_node.add_fault(endpoint="GET /agent/jobs/<job_id>", kind="error_5xx", count=1)
+    # The deliver's answer is lost (5xx): the claim stands, nothing is known to have moved.
+    dev_node.add_fault(endpoint="POST /agent/jobs/<job_id>/deliver", kind="error_5xx", count=1)
     status, body = api.confirm(order_id, secret=secret, quote_tx="0xq")
     assert (status, body["status"]) == (200, "settling")
     assert reconcile.run_once(bridge)["released"] == 0  # a live confirm may still be working on it
@@ -122,19 +122,24 @@ def test_confirm_just_before_the_unwind_wins(api, dev_node, seller, buyer, bridg
     assert reconcile.run_once(bridge)["unwound"] == 0
 
 
-def test_escrow_refunded_behind_the_bridge_is_never_taken_for_a_refund(api, dev_node, seller, buyer, bridge):
+def test_escrow_refunded_behind_the_bridge_ends_the_match_and_a_confirm_is_refused(api, dev_node, seller, buyer,
+                                                                                    bridge):
     order_id, secret = matched_sell(api, seller, buyer)
     order = row(bridge, order_id)
-    # A third party (or the seller, after revealing the preimage) refunds the escrow through
-    # the node's open routes: deliver as the bridge's worker string, dispute and cancel as poster.
-    dev_node.post(f"/agent/jobs/{order['escrow_job_id']}/deliver",
-                  {"worker_wallet": WORKER, "result_summary": "x"})
-    dev_node.post(f"/agent/jobs/{order['escrow_job_id']}/dispute",
-                  {"poster_wallet": seller.address, "reason": "x"})
-    assert api.confirm(order_id, secret=secret, quote_tx="0xq")[1]["status"] == "settlement_recovery"
-    dev_node.post(f"/agent/jobs/{order['escrow_job_id']}/cancel", {"poster_wallet": seller.address})
-    assert reconcile.run_once(bridge)["waiting"] == 1
-    assert row(bridge, order_id)["status"] == Status.SETTLEMENT_RECOVERY  # an operator decides
+    # A third party (or the seller) takes the escrow back through the node's open routes:
+    # deliver as the bridge's worker string, dispute and cancel as the poster.
+    for action, body in (("deliver", {"worker_wallet": WORKER, "result_summary": "x"}),
+                         ("dispute", {"poster_wallet": seller.address, "reason": "x"}),
+                         ("cancel", {"poster_wallet": seller.address})):
+        assert dev_node.post(f"/agent/jobs/{order['escrow_job_id']}/{action}", body).status_code == 200
+    status, body = api.confirm(order_id, secret=secret, quote_tx="0xq")
+    assert status == 409 and body["error"].startswith("The escrow was taken back on the node"), body
+    ended = row(bridge, order_id)
+    assert (ended["status"], ended["end_cause"], ended["htlc_secret"]) == ("cancelled", "escrow_tampered", None)
+    assert ended["escrow_tampered_at"] is not None
+    assert dev_node.balance(seller.address) == 1_000_000_000  # the node refunded reward and fee
+    assert api.confirm(order_id, secret=secret, quote_tx="0xq")[0] == 409
+    assert reconcile.run_once(bridge)["tampered"] == 0  # no longer watched
 
 
 def test_recovered_payout_found_queued_moves_forward(api, dev_node, seller, buyer, bridge):
@@ -159,9 +164,10 @@ def test_voided_payout_in_recovery_waits_for_an_operator(api, dev_node, seller, 
 
 
 def test_a_second_reconciler_is_kept_out_by_the_lease(bridge):
-    assert leases.try_acquire(bridge.db, reconcile.LEASE_NAME, "someone-else", 300, bridge.now())
+    other = leases.try_hold(bridge.db, reconcile.LEASE_NAME)  # another driver holds it
+    assert other is not None
     assert reconcile.run_once(bridge)["skipped_locked"] == 1
-    leases.release(bridge.db, reconcile.LEASE_NAME, "someone-else")
+    other.release()
     assert reconcile.run_once(bridge)["skipped_locked"] == 0
 
 
@@ -184,7 +190,8 @@ def test_rate_limited_payout_waits_and_the_pass_backs_off(api, dev_node, seller,
 def test_open_sell_order_with_a_held_escrow_is_untouched(api, dev_node, seller, bridge):
     order_id, _ = open_sell(api, seller)
     result = reconcile.run_once(bridge)
-    assert sum(v for k, v in result.items() if k != "skipped_locked") == 0
+    assert result["watched"] == 1  # its escrow job was read, and found held
+    assert sum(v for k, v in result.items() if k not in ("skipped_locked", "watched")) == 0
     assert row(bridge, order_id)["status"] == "open"
 
 

@@ -47,9 +47,10 @@ def test_metrics_move_through_a_lifecycle(api, dev_node, seller, buyer):
 
 def test_a_refused_node_call_is_counted_as_failed(api, dev_node, seller):
     before = _scrape(api)
-    status, _ = api.create_order(seller, side="sell", pair="RTC/USDC", amount_micro_rtc=5_000_000_000,
+    dev_node.add_fault(endpoint="POST /agent/jobs", kind="rate_limit", count=1)  # the node refuses the job
+    status, _ = api.create_order(seller, side="sell", pair="RTC/USDC", amount_micro_rtc=5_000_000,
                                  price_nano_quote=50_000_000, eth_address="0x" + "11" * 20)
-    assert status >= 400  # more RTC than the wallet holds: the node refuses the job
+    assert status >= 400
     after = _scrape(api)
     assert sample(after, "otc_node_calls_total", endpoint="create_job", outcome="failed") == \
         sample(before, "otc_node_calls_total", endpoint="create_job", outcome="failed") + 1

@@ -109,3 +109,19 @@ def admin_post(http_client, path: str, body: dict, operator: str | None = "alice
 __all__ = ["ADMIN", "MALLORY", "PAYOUT", "WORKER", "admin_post", "completed_sell", "db_snapshot", "events",
            "node_snapshot", "payout_pending_sell", "payout_status", "pending_count", "recovery_after_lost_answers",
            "recovery_after_void", "row", "third_party"]
+
+
+def to_recovery_while_matched(bridge, order_id: str, *, with_payout_key: bool = False) -> Order:
+    """Put a matched order in ``settlement_recovery`` as an operator would find one whose
+    escrow moved while matched (the table's ``matched -> settlement_recovery`` edge);
+    ``with_payout_key`` also records the payout key a claimed settlement would have fixed."""
+    from otc_bridge.domain.status import Status
+    from otc_bridge.node.amounts import payout_tx_hash
+    from otc_bridge.settlement import record
+
+    order = order_of(bridge, order_id)
+    key = f"otc_payout:{order_id}"
+    changes = {"payout_key": key, "payout_tx_hash": payout_tx_hash(key),
+               "payout_micro_rtc": order.escrow_reward_micro_rtc} if with_payout_key else None
+    return record.move(bridge, order, Status.SETTLEMENT_RECOVERY, changes=changes,
+                       reason="escrow job moved by someone else while matched (test set-up)")

@@ -15,6 +15,7 @@ from operator_support import (
     recovery_after_lost_answers,
     recovery_after_void,
     row,
+    to_recovery_while_matched,
 )
 
 RESOLVE = "/admin/orders/{}/resolve"
@@ -53,7 +54,8 @@ def test_refund_proven_by_the_node_ends_the_order(api, dev_node, seller, buyer, 
     order_id, secret = matched_sell(api, seller, buyer)
     job_id = row(bridge, order_id)["escrow_job_id"]
     assert dev_node.post(f"/dev/jobs/{job_id}/expire").status_code == 200  # lazily refunded on the next read
-    assert api.confirm(order_id, secret=secret, quote_tx="0xquote")[1]["status"] == "settlement_recovery"
+    to_recovery_while_matched(bridge, order_id)
+    assert dev_node.job(job_id)["status"] == "expired"
     assert dev_node.balance(seller.address) == 1_000_000_000  # reward and fee back
 
     status, body = admin_post(http_client, RESOLVE.format(order_id), {"to": "expired", "reason": "job expired"})

@@ -26,7 +26,7 @@ def test_defaults():
     assert (cfg.settle_window_seconds, cfg.htlc_min_seconds) == (48 * HOUR, 12 * HOUR)
     assert (cfg.claim_margin_seconds, cfg.escrow_margin_seconds) == (DAY, DAY)
     assert cfg.default_order_ttl_seconds == 7 * DAY
-    assert (cfg.reconcile_interval_seconds, cfg.settlement_stuck_seconds) == (60, 300)
+    assert (cfg.reconcile_interval_seconds, cfg.settlement_stuck_seconds) == (10, 300)
     assert cfg.reconcile_disabled is False and cfg.alert_webhook_url is None
     assert cfg.worker_wallet == "otc_bridge_worker"
 

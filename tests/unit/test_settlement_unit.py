@@ -388,9 +388,8 @@ def test_refund_without_a_job_ends_without_node_calls(bridge, node):
 
 @pytest.mark.parametrize(("moved", "code"), [
     (job("completed", worker="RTCthief"), "escrow_released_during_refund"),
-    (job("completed"), "escrow_released_during_refund"),
     (job("claimed", poster_wallet="RTCother"), "escrow_job_mismatch"),
-], ids=["completed_by_other", "completed_by_bridge", "foreign_poster"])
+], ids=["completed_by_other", "foreign_poster"])
 def test_refund_of_a_released_or_foreign_job_goes_to_recovery(bridge, node, moved, code):
     order = insert_order(bridge, "refund_pending", end_cause="cancelled")
     reads(node, moved)
@@ -399,6 +398,39 @@ def test_refund_of_a_released_or_foreign_job_goes_to_recovery(bridge, node, move
     assert alerts(bridge) == [f"alert:{code}:{ORDER_ID}:5"]
     assert calls(node) == [GET_JOB]
     assert_sound(bridge)  # recovery without a preimage is valid when reached from a refund
+
+
+def test_refund_of_a_job_completed_into_the_worker_is_paid_back_from_custody(bridge, node):
+    order = insert_order(bridge, "refund_pending", end_cause="escrow_tampered", escrow_tampered_at=NOW - 60)
+    refund_key = f"otc_refund:{ORDER_ID}:v4"
+    refund_tx = payout_tx_hash(refund_key)
+    reads(node, job("completed"), job("completed"))
+    node.post(TRANSFER_URL, json=transfer("pending") | {"tx_hash": refund_tx})
+    out = refund.safe_refund_escrow(bridge, order)
+    assert (out.status, out.refund_key, out.refund_tx_hash, out.refund_micro_rtc) == (
+        "refund_pending", refund_key, refund_tx, REWARD)
+    sent = json.loads(node.calls[-1].request.body)
+    assert (sent["from_miner"], sent["to_miner"], sent["idempotency_key"], sent["amount_rtc"]) == (
+        WORKER, SELLER, refund_key, REWARD / 1_000_000)
+    # Next pass: the node confirmed the keyed transfer; the order ends, nothing is sent again.
+    node.get(f"{NODE}/wallet/tx/{refund_tx}", json={"ok": True, "tx_hash": refund_tx, "status": "confirmed",
+                                                    "confirmations": 1, "block_height": 9})
+    out = refund.safe_refund_escrow(bridge, out)
+    assert (out.status, out.end_cause) == ("cancelled", "escrow_tampered")
+    assert calls(node) == [GET_JOB, TRANSFER, GET_JOB, f"GET /wallet/tx/{refund_tx}"]
+    assert_sound(bridge)
+
+
+def test_a_voided_custody_refund_goes_to_recovery(bridge, node):
+    refund_key = f"otc_refund:{ORDER_ID}:v4"
+    order = insert_order(bridge, "refund_pending", end_cause="escrow_tampered", escrow_tampered_at=NOW - 60,
+                         refund_key=refund_key, refund_tx_hash=payout_tx_hash(refund_key), refund_micro_rtc=REWARD)
+    reads(node, job("completed"))
+    node.get(f"{NODE}/wallet/tx/{payout_tx_hash(refund_key)}",
+             json={"ok": True, "status": "failed", "confirmations": 0, "block_height": None})
+    out = refund.safe_refund_escrow(bridge, order)
+    assert out.status == "settlement_recovery"
+    assert alerts(bridge) == [f"alert:custody_refund_voided:{ORDER_ID}:5"]
 
 
 def test_refund_of_a_job_claimed_by_a_third_party_waits_and_alerts_once(bridge, node):

@@ -116,7 +116,9 @@ function renderStatus(v) {
     el('p', {class: 'what'}, el('strong', {}, o.side === 'sell' ? 'Sell order' : 'Buy order'),
       `: ${formatRtc(BigInt(o.amount_micro_rtc))} at ${formatUnits(BigInt(o.price_per_rtc_nano_quote), PRICE_DECIMALS)} ${o.quote_currency} per RTC. ${who}`),
     el('p', {class: 'now'}, now),
-    el('p', {class: 'next'}, el('strong', {}, 'What to do next: '), next));
+    el('p', {class: 'next'}, el('strong', {}, 'What to do next: '), next),
+    // The escrow watch saw the job moved on the node by someone else: both traders are told.
+    o.escrow_notice ? el('p', {class: 'warning', id: 'escrow-notice', role: 'alert'}, o.escrow_notice) : null);
 }
 
 function fact(label, ...value) {

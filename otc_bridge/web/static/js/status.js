@@ -1,6 +1,6 @@
 // Every order status in plain language: what is happening now, and what this person
 // should do next, depending on who they are in the trade (RTC seller, RTC buyer, maker,
-// or someone just looking). Statuses are otc_bridge/model.py's; causes are end_cause.
+// or someone just looking). Statuses are otc_bridge/domain/status.py's; causes are end_cause.
 
 import {formatRtc} from './money.js';
 
@@ -26,6 +26,7 @@ const CAUSES = {
   escrow_refused: 'the escrow node refused the escrow',
   escrow_outcome_lost: 'the answer that carried the secret was lost, so the order could never settle',
   taker_escrow_rejected: "the taker's escrow could not be kept",
+  escrow_tampered: 'the escrow was taken back or moved on the node by someone other than the bridge',
 };
 
 export function causeText(cause) {
