@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry
 from otc_bridge.context import Bridge
 from otc_bridge.domain.errors import BridgeError
 from otc_bridge.notify import metrics
-from otc_bridge.storage import heartbeats
+from otc_bridge.storage import heartbeats, pauses
 from otc_bridge.storage.db import probe_readable
 
 bp = Blueprint("health", __name__)
@@ -148,7 +148,7 @@ def readyz():
     details = _wants_details()
     p = probes()
     checks = {"database": check_database(p.bridge.db.path), "node": check_node(p), "reconciler": check_reconciler(p),
-              "outbox": check_outbox(p)}
+              "outbox": check_outbox(p), "worker_coverage": check_worker_coverage(p)}
     failed = [name for name, result in checks.items() if not result["ok"]]
     status = 503 if failed else 200
     if not details:
@@ -156,6 +156,18 @@ def readyz():
     if failed:
         return jsonify(ok=False, failed=failed, checks=checks), status
     return jsonify(ok=True, checks=checks), status
+
+
+def check_worker_coverage(p: Probes) -> dict[str, Any]:
+    """Are releases running? Not while the worker wallet does not cover what is queued from it
+    (``settlement.coverage`` sets the ``releases`` pause; docs/protocol.md §11.1)."""
+    try:
+        paused = pauses.current(p.bridge.db.connection(), pauses.RELEASES)
+    except sqlite3.Error as exc:
+        return {"ok": False, "error": str(exc)}
+    if paused is None:
+        return {"ok": True}
+    return {"ok": False, "error": paused["reason"], "paused_since": paused["since"]}
 
 
 @bp.get("/metrics")

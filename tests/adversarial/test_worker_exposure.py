@@ -64,6 +64,8 @@ def test_a_drained_worker_pauses_releases_until_it_is_covered_again(api, dev_nod
     assert "10000000 micro-RTC is queued" in breach["message"]
     metrics = api.session.get(api.base_url + "/metrics", timeout=10).text
     assert "otc_releases_paused 1.0" in metrics and "otc_worker_owed_micro_rtc 1e+07" in metrics
+    ready = api.session.get(api.base_url + "/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+    assert ready.status_code == 503 and "worker_coverage" in ready.json()["failed"], ready.text
 
     status, body = api.confirm(second, secret=second_secret, quote_tx="0xq")
     assert (status, body["error"]) == (503, RELEASES_PAUSED)
@@ -75,6 +77,8 @@ def test_a_drained_worker_pauses_releases_until_it_is_covered_again(api, dev_nod
 
     dev_node.fund(WORKER, "10")  # the operator tops the worker up
     assert api.reconcile(ADMIN_TOKEN)[1]["summary"]["coverage_breach"] == 0
+    ready = api.session.get(api.base_url + "/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+    assert ready.json()["checks"]["worker_coverage"] == {"ok": True}, ready.text
     assert api.confirm(second, secret=second_secret, quote_tx="0xq")[1]["status"] == "payout_pending"
     assert not no_payout(dev_node)
     dev_node.assert_conserved()
