@@ -1,18 +1,10 @@
-"""Typed client for the escrow node: a RustChain node's RIP-302 job escrow, wallet, pending pool.
+"""What the escrow-node client returns, and how an HTTP answer becomes one of three outcomes.
 
-Every call returns a frozen result whose ``outcome`` is one of three :
-
-* ``ok``: a 2xx (or an authoritative answer such as ``/wallet/tx`` 404 ``not_found``) whose
-  JSON body has the shape the call expects;
-* ``failed``: an explicit refusal, a 4xx whose JSON body carries the node's ``error`` string:
-  the node did not apply the effect. 429 is ``failed`` with ``retry_after_seconds``. A 409
-  never means "probably mine": the caller must read the job or payout back (docs/escrow-node.md §4);
-* ``unknown``: timeout, connection error, redirect, any 5xx, or a 2xx/4xx whose body is not
-  JSON or not of the expected shape: the effect may or may not have happened (docs/protocol.md §4 rule 3).
-
-The client never retries and never follows redirects (one would carry ``X-Admin-Key`` to
-another host). It never logs the admin key or request bodies. All money is integer micro-RTC;
-floats exist only at the wire edge, in :mod:`otc_bridge.node.amounts`.
+:class:`NodeResult` carries ``ok`` / ``failed`` / ``unknown`` (the meaning of each is in
+:mod:`otc_bridge.node.client`), the status code, the parsed JSON body and the error string;
+:class:`Job`, :class:`JobRead` and :class:`TxStatus` are the typed reads. :func:`classify`
+maps a status code and body onto an outcome against the shape a call expects
+(:func:`expect_shape`); anything unexpected is ``unknown``, never a guess.
 """
 
 from __future__ import annotations

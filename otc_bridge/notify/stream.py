@@ -1,28 +1,10 @@
-"""``GET /api/stream``: live order events as Server-Sent Events (docs/protocol.md §3, additions).
+"""The live-stream hub: one tail thread per process reads new ``order_events`` rows and fans
+them out to subscribers' bounded queues; replay from a ``Last-Event-ID``; SSE framing.
 
-**Sent:** every ``order_events`` row that gives an order a new ``order_version`` (kinds
-``transition`` and ``note``; node calls and alerts change no order and stay in
-``GET /api/orders/<id>/events``) as ``id: <event_id>``, ``event: order`` and one ``data:``
-line ``{"order_id", "order_version", "event": <event view>, "order": <order view now>}``
-(the order's version may be newer than the event's: drop what is older than you hold).
-First comes ``event: ready`` whose ``id`` is where the stream starts, so a reconnect before
-any event resumes there; then a ``: keep-alive`` comment every
-``OTC_STREAM_HEARTBEAT_SECONDS``, which keeps proxies open and reveals a vanished client
-(the write fails, the server closes the response, the slot is freed).
-**Filters:** ``pair``, ``order_id``, ``wallet`` (the order's current maker or taker).
-**Resume:** ``Last-Event-ID`` (or ``?last_event_id=``) replays the later events from the log,
-then goes live, with no gap and no duplicate: replay ends at the tail's cursor as read
-under the lock that advances it. Ids work as a cursor because SQLite has one writer: an id is
-taken inside ``BEGIN IMMEDIATE``, so ids become visible in increasing order.
-
-**Serving model.** One tail thread per process (started by the first subscriber, ended
-after the last) reads the log every ``OTC_STREAM_POLL_SECONDS`` with one short query and
-fans events out to the subscribers' bounded queues: N clients cost one query per poll, and
-no client holds a transaction. A client that does not read fills its queue and is dropped
-(its stream ends; it resumes from its Last-Event-ID). A WSGI response still occupies one
-server thread while open, blocked on its queue, so streams are capped per process
-(``OTC_STREAM_MAX_CLIENTS``, then 503 with ``Retry-After``) and ``serve`` gives each gunicorn
-worker that many threads on top of the API's: open streams never take the API's threads.
+The route and the wire contract (what is sent, filters, resume, the serving model) are
+described in :mod:`otc_bridge.api.stream`. Here: :class:`StreamHub` (subscribe, tail,
+drop a client that does not read), :func:`fetch_events` (one short read per poll, never a
+transaction held) and :func:`frames` (replay, then live, with no gap and no duplicate).
 """
 
 from __future__ import annotations
