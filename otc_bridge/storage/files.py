@@ -57,7 +57,9 @@ def private_file(path: str | Path) -> None:
 
 
 def _tighten(path: str | Path) -> None:
-    with contextlib.suppress(PermissionError):  # not ours (see private_file)
+    # PermissionError: not ours (see private_file). FileNotFoundError: a -wal/-shm that the
+    # last connection of another process removed between our look and the chmod.
+    with contextlib.suppress(PermissionError, FileNotFoundError):
         os.chmod(path, FILE_MODE)
 
 
@@ -68,9 +70,7 @@ def private_database(path: str | Path) -> None:
     private_dir(path.parent)
     private_file(path)
     for suffix in _SQLITE_SIDE_FILES:
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            _tighten(side)
+        _tighten(path.with_name(path.name + suffix))  # absent ones are skipped
 
 
 def write_private(path: str | Path, text: str) -> None:
