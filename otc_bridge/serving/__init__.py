@@ -77,7 +77,7 @@ def _fit_file_limit(connections: int) -> int:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
             soft = ceiling
-        except (ValueError, OSError):
+        except (ValueError, OSError):  # not allowed to raise it: the check below names the limit
             pass
     if soft != resource.RLIM_INFINITY and soft < wanted:
         fitted = max(64, soft - _SPARE_FDS)

@@ -104,7 +104,7 @@ class Lease:
 def _same_file(fd: int, path: str) -> bool:
     try:
         on_path = os.stat(path)
-    except FileNotFoundError:
+    except FileNotFoundError:  # removed by its releaser after we opened it: not the lock file
         return False
     mine = os.fstat(fd)
     return (on_path.st_dev, on_path.st_ino) == (mine.st_dev, mine.st_ino)
@@ -240,7 +240,7 @@ def holder(db: Database | str, name: str) -> Holder | None:
     try:
         with open(lock_path(db, name), "rb") as file:
             raw = file.read(4096)
-    except FileNotFoundError:
+    except FileNotFoundError:  # no lock file: nobody holds the lease
         return None
     try:
         info = json.loads(raw) if raw else {}
@@ -267,7 +267,7 @@ def _proc_stat(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as file:
             text = file.read()
-    except OSError:
+    except OSError:  # no such process (or no /proc): its start time is unknown
         return None
     return text[text.rfind(")") + 2:].split()
 
@@ -276,7 +276,7 @@ def _alive(pid: int, process_start: object = None) -> bool:
     """Process ``pid`` runs (not a zombie) and, if recorded, is the one that started then."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except ProcessLookupError:  # the recorded holder is gone: the lease is not held
         return False
     except PermissionError:
         pass
