@@ -72,12 +72,6 @@ def pay(step: Step) -> Order:
     return step.to_recovery("payout outcome unknown after the escrow was released", "payout_unknown")
 
 
-def apply_payout_phase(bridge: Bridge, order: Order, phase: str, ref: NodeRef) -> Order:
-    """:func:`apply_phase` for a caller outside a step."""
-    with Step(bridge, order) as step:
-        return apply_phase(step, phase, ref)
-
-
 def apply_phase(step: Step, phase: str, ref: NodeRef) -> Order:
     """Map the node's payout ``phase`` onto the order (from ``settling``, ``payout_pending``
     or ``settlement_recovery``); a phase the order already reflects changes nothing."""

@@ -162,11 +162,6 @@ def move(bridge: Bridge, order: Order, to: Status, *, reason: str, actor: str = 
     return Step(bridge, order).move(to, reason=reason, actor=actor, changes=changes, node=node, alert=alert)
 
 
-def raise_alert(bridge: Bridge, order: Order, code: str, message: str) -> None:
-    """An operator alert about ``order`` without a status change (deduplicated per version)."""
-    Step(bridge, order).alert(code, message)
-
-
 def bridge_stepped(bridge: Bridge, order_id: str, step: str) -> bool:
     """True if the bridge already attempted a ``step`` call ("refund step", "release step")
     for this order (its intent note is written before the call, so a crash right after the
