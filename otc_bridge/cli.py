@@ -63,10 +63,7 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
                                "(for a local dev node and bridge, run `otc-bridge dev`)")
     from otc_bridge.serving import serve_forever
 
-    try:
-        serve_forever(cfg, workers=workers, threads=threads)
-    except ConfigError as exc:  # a serving bound (docs/serving.md), read before gunicorn starts
-        raise click.UsageError(f"configuration error: {exc}") from None
+    serve_forever(cfg, workers=workers, threads=threads)
 
 
 @main.command()

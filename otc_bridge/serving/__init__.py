@@ -6,7 +6,7 @@ and outbox threads; the leases (file locks) let one process drive each pass. ``/
 every worker through prometheus_client's multiprocess mode.
 
 The workers are gunicorn's gthread with each request buffered in the event loop before a
-thread takes it (:mod:`otc_bridge.serving.worker`), under the bounds of :func:`bounds_from_env`;
+thread takes it (:mod:`otc_bridge.serving.worker`), under the bounds of :func:`bounds_of`;
 docs/serving.md has the measurements behind that choice.
 """
 
@@ -16,55 +16,24 @@ import logging
 import os
 import resource
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
-from otc_bridge.config import Config, ConfigError
-from otc_bridge.domain.parsing import ascii_decimal, ascii_int
+from otc_bridge.config import Config
+from otc_bridge.serving.bounds import Bounds
 from otc_bridge.serving.framing import Limits
-from otc_bridge.serving.worker import Bounds
 
 log = logging.getLogger(__name__)
 
-#: Settings of the serving bounds: variable -> (Bounds field, default). Seconds, except the
-#: connections (per worker: open sockets, waiting or being served).
-BOUND_SETTINGS = {
-    "OTC_HEADER_TIMEOUT_SECONDS": ("header_seconds", 10.0),
-    "OTC_BODY_TIMEOUT_SECONDS": ("body_seconds", 10.0),
-    "OTC_KEEPALIVE_SECONDS": ("keepalive_seconds", 5.0),
-    "OTC_WRITE_TIMEOUT_SECONDS": ("write_seconds", 30.0),
-    "OTC_HANDLER_TIMEOUT_SECONDS": ("handler_seconds", 120.0),
-}
-WORKER_CONNECTIONS = ("OTC_WORKER_CONNECTIONS", 4096)
 #: File descriptors a worker needs beside its connections (SQLite, pipes, logs, node sessions).
 _SPARE_FDS = 256
 
 
-def bounds_from_env(env: Mapping[str, str], cfg: Config) -> Bounds:
-    """The serving bounds from the environment (see :data:`BOUND_SETTINGS`); a bad value is a
-    :class:`ConfigError` naming its variable. The body limit is ``OTC_MAX_BODY_BYTES``."""
-    values: dict[str, float] = {}
-    for variable, (name, default) in BOUND_SETTINGS.items():
-        raw = env.get(variable, "").strip()
-        parsed = ascii_decimal(raw) if raw else None
-        if raw and parsed is None:
-            raise ConfigError(variable, f"must be a number of seconds, got {raw!r}")
-        value = float(parsed) if parsed is not None else default  # a time bound, never money
-        if not 0 < value <= 3600:
-            raise ConfigError(variable, f"must be > 0 and <= 3600 seconds, got {raw!r}")
-        values[name] = value
-    return Bounds(**values, limits=Limits(body=cfg.max_body_bytes))
-
-
-def worker_connections_from_env(env: Mapping[str, str]) -> int:
-    variable, default = WORKER_CONNECTIONS
-    raw = env.get(variable, "").strip()
-    if not raw:
-        return default
-    value = ascii_int(raw)
-    if value is None or not 64 <= value <= 100_000:
-        raise ConfigError(variable, f"must be an integer from 64 to 100000, got {raw!r}")
-    return value
+def bounds_of(cfg: Config) -> Bounds:
+    """The serving bounds of ``cfg`` (``OTC_*_TIMEOUT_SECONDS``, ``OTC_KEEPALIVE_SECONDS``,
+    ``OTC_MAX_BODY_BYTES``: docs/serving.md), in the worker's shape."""
+    return Bounds(header_seconds=cfg.header_timeout_seconds, body_seconds=cfg.body_timeout_seconds,
+                  keepalive_seconds=cfg.keepalive_seconds, write_seconds=cfg.write_timeout_seconds,
+                  handler_seconds=cfg.handler_timeout_seconds, limits=Limits(body=cfg.max_body_bytes))
 
 
 def _fit_file_limit(connections: int) -> int:
@@ -108,11 +77,9 @@ def _worker_gone(server, worker) -> None:
 def serve_forever(cfg: Config, *, workers: int, threads: int) -> None:
     """Run gunicorn on ``cfg.host:cfg.port`` with ``workers`` processes until stopped.
 
-    Reads the serving bounds and migrates the database once in the master (failing fast on
-    a bad setting) before any worker starts.
+    Migrates the database once in the master, before any worker starts.
     """
-    bounds = bounds_from_env(os.environ, cfg)
-    connections = worker_connections_from_env(os.environ)
+    bounds = bounds_of(cfg)
     _prepare_metrics_dir()
     from gunicorn.app.base import BaseApplication
 
@@ -124,7 +91,7 @@ def serve_forever(cfg: Config, *, workers: int, threads: int) -> None:
     build_bridge(cfg)
     # An open /api/stream holds a thread; the stream cap keeps `threads` free for the API.
     total_threads = threads + cfg.stream_max_clients
-    connections = _fit_file_limit(max(connections, 2 * total_threads))
+    connections = _fit_file_limit(max(cfg.worker_connections, 2 * total_threads))
 
     class _Gunicorn(BaseApplication):
         def load_config(self) -> None:

@@ -28,50 +28,20 @@ import contextlib
 import errno
 import heapq
 import itertools
-import json
 import os
 import selectors
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import partial
 
 from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from otc_bridge.serving.framing import Framer, Limits
+from otc_bridge.serving.bounds import CONTINUE, Bounds, CapturedResponse, error_response, json_refusal
+from otc_bridge.serving.framing import Framer
 
 #: Responses that live as long as their client: not subject to ``handler_seconds``.
 STREAM_PATHS = ("/api/stream",)
-
-_REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 413: "Content Too Large",
-            414: "URI Too Long", 417: "Expectation Failed", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
-_MESSAGES = {400: "Malformed request", 403: "Forbidden", 417: "Expectation failed",
-             500: "Internal server error", 501: "Unsupported transfer coding"}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """How long a request may take at each stage (seconds) and how large it may be."""
-
-    header_seconds: float = 10.0
-    body_seconds: float = 10.0
-    keepalive_seconds: float = 5.0
-    write_seconds: float = 30.0
-    handler_seconds: float = 120.0
-    limits: Limits = field(default_factory=Limits)
-
-
-def error_response(status: int, message: str) -> bytes:
-    """A complete ``Connection: close`` response with a JSON ``{"error": message}`` body."""
-    body = json.dumps({"error": message}).encode()
-    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\nCache-Control: no-store\r\n"
-            "X-Content-Type-Options: nosniff\r\n\r\n")
-    return head.encode("latin-1") + body
-
 
 class _Waiting:
     """A connection whose next request is being buffered."""
@@ -81,19 +51,6 @@ class _Waiting:
     def __init__(self, conn: TConn, buf: bytes, framer: Framer, deadline: float, idle: bool) -> None:
         self.conn, self.buf, self.framer, self.deadline, self.idle = conn, bytearray(buf), framer, deadline, idle
         self.head_done = self.continue_sent = self.closing = False
-
-
-class _Captured:
-    """Stands in for a socket to catch the error response gunicorn's ``handle_error`` writes."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def gettimeout(self) -> float:
-        return 0.0
-
-    def sendall(self, data: bytes) -> None:
-        self.data += data
 
 
 class BufferingWorker(ThreadWorker):
@@ -175,7 +132,7 @@ class BufferingWorker(ThreadWorker):
             if verdict.expects_continue and not waiting.continue_sent:
                 waiting.continue_sent = True
                 try:
-                    waiting.conn.sock.send(_CONTINUE)
+                    waiting.conn.sock.send(CONTINUE)
                 except OSError:
                     self._close(waiting)
 
@@ -320,20 +277,11 @@ class BufferingWorker(ThreadWorker):
 
     def handle_error(self, req, client, addr, exc) -> None:
         """gunicorn's handling (log, access log, status), with a JSON body."""
-        captured = _Captured()
+        captured = CapturedResponse()
         super().handle_error(req, captured, addr, exc)
         try:
-            status = int(captured.data.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            status = 400
-        message = _MESSAGES.get(status) or _REASONS.get(status, "Error")
-        if status == 414:
-            message = f"Request line too long (limit {self.bounds.limits.request_line} bytes)"
-        elif status == 431:
-            message = "Request header fields too large"
-        try:
             client.setblocking(False)
-            client.send(error_response(status, message))
+            client.send(json_refusal(captured.data, self.bounds.limits))
         except OSError:
             self.log.debug("Failed to send error message.")
 
