@@ -22,6 +22,9 @@ Codes:
 * ``payout_unexpected``: a pending or confirmed payout for an order that never settled;
 * ``orphan_escrow_job``: an open or claimed job tagged ``otc_bridge`` and ``<order_id>:v<n>``
   for one of our orders, referenced by no order (e.g. a create whose answer was lost);
+* ``custody_refund_missing``: a third party's accept paid the escrow into the worker wallet
+  (the escrow watch kept it in custody), the order ended, and the refund transfer to the
+  seller is not confirmed on the node;
 * ``node_unreadable``: the node gave no usable answer, so nothing could be verified.
 """
 
@@ -57,6 +60,8 @@ EXPECTED_JOB: dict[Status, frozenset[str]] = {
     S.CANCELLED: _REFUNDED,
     S.EXPIRED: _REFUNDED,
 }
+#: Statuses in which an order's escrow may sit in the worker's custody after tampering.
+_CUSTODY_STATUSES = frozenset({S.MATCHED, S.REFUND_PENDING, S.CANCELLED, S.EXPIRED, S.SETTLEMENT_RECOVERY})
 #: Statuses in which no payout may exist yet (a confirm never won, or was undone).
 _NO_PAYOUT = frozenset({S.LOCKING, S.OPEN, S.MATCHED, S.REFUND_PENDING, S.CANCELLED, S.EXPIRED})
 PAGE_SIZE = 100  # the node's maximum (docs/escrow-node.md §1.8)
@@ -123,6 +128,10 @@ def _check_job(bridge: Bridge, order: Order) -> list[Mismatch]:
                               f"{order.escrow_total_micro_rtc}"))
     refunded_as_due = status in (S.CANCELLED, S.EXPIRED, S.REFUND_PENDING) and job.status in _REFUNDED
     moved = job.worker_wallet not in (None, worker) and not refunded_as_due
+    if _in_custody(order, job, worker):
+        # A third party's accept paid the escrow into the worker wallet and the escrow watch
+        # handled it (docs/protocol.md §11.1): what is left to check is the custody refund.
+        return found + _check_custody_refund(bridge, order)
     if job.status not in EXPECTED_JOB[status]:
         if status in TERMINAL and job.status in LIVE_JOB:
             found.append(Mismatch("stranded_escrow", order_id, f"order is {status} but job {job_id} is {job.status}, "
@@ -134,6 +143,31 @@ def _check_job(bridge: Bridge, order: Order) -> list[Mismatch]:
                               f"order is {status}; job {job_id} is {job.status} with worker {job.worker_wallet!r} "
                               f"(bridge worker {worker!r})"))
     return found
+
+
+def _in_custody(order: Order, job, worker: str) -> bool:
+    """True for a job a third party completed into the bridge's worker wallet, on an order the
+    escrow watch marked and kept (matched, for the match) or is returning (refund, ended)."""
+    return (order.escrow_tampered_at is not None and job.status == "completed" and job.worker_wallet == worker
+            and Status(order.status) in _CUSTODY_STATUSES)
+
+
+def _check_custody_refund(bridge: Bridge, order: Order) -> list[Mismatch]:
+    """An ended order whose escrow was in custody must show its refund transfer (worker to
+    seller, key ``otc_refund:<order>:v<n>``) confirmed on the node."""
+    if Status(order.status) not in TERMINAL:
+        return []
+    if order.refund_tx_hash is None:
+        return [Mismatch("custody_refund_missing", order.order_id,
+                         f"order is {order.status}, its escrow is in the worker wallet, and no refund was recorded")]
+    read = bridge.node.tx_status(order.refund_tx_hash)
+    if read.status is None:
+        return [Mismatch("node_unreadable", order.order_id,
+                         f"GET /wallet/tx/{order.refund_tx_hash}: {read.result.error}")]
+    if read.status != "confirmed":
+        return [Mismatch("custody_refund_missing", order.order_id,
+                         f"order is {order.status} but its custody refund {order.refund_tx_hash} is {read.status}")]
+    return []
 
 
 def _check_payouts(bridge: Bridge, order: Order) -> list[Mismatch]:

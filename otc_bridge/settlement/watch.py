@@ -96,8 +96,9 @@ def _act(step: Step, job: Job) -> Order | None:
     ours = job.worker_wallet == bridge.config.worker_wallet and job_problem(order, job) is None
     seen = f"escrow job {job.job_id} is {job.status} (worker {job.worker_wallet!r}) while the order is {order.status}"
     if order.status == Status.MATCHED and ours and job.status == "completed":
-        if order.escrow_tampered_at is None:
-            _mark(step, seen + "; the bridge holds the RTC for the match")
+        if order.escrow_tampered_at is not None:
+            return None  # in custody and already marked: nothing new to do or to count
+        _mark(step, seen + "; the bridge holds the RTC for the match")
         return step.order
     if order.status == Status.MATCHED and ours and job.status == "delivered":
         return _take_custody(step, seen)

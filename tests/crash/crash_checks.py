@@ -79,18 +79,25 @@ def check_preimage_hidden(ctx: Ctx, api: BridgeClient) -> None:
         assert not [log for log in ctx.logs if ctx.secret in log], "the preimage was logged"
 
 
+#: Escrow ends where a third party's accept completed the job into the worker wallet: the
+#: job reads ``completed`` (released) whether the worker still holds the reward for the match
+#: (``custody``) or has paid it back to the seller (``custody_refunded``).
+CUSTODY = ("custody", "custody_refunded")
+
+
 def check_jobs(ctx: Ctx, order, escrow: str) -> None:
     """Every job the scenario's wallets posted belongs to exactly this order, in state ``escrow``."""
     jobs = node_jobs(ctx.node, {ctx.seller.address, ctx.buyer.address})
     kinds = [JOB_KINDS.get(job["status"], f"stranded:{job['status']}") for job in jobs]
-    assert kinds == ([] if escrow == "none" else [escrow]), jobs
+    job_kind = "released" if escrow in CUSTODY else escrow
+    assert kinds == ([] if escrow == "none" else [job_kind]), jobs
     for job in jobs:
         owners = {r[0] for r in db_rows(
             ctx.db_path, "SELECT order_id FROM orders WHERE escrow_job_id = ? "
                          "UNION SELECT order_id FROM order_events WHERE node_ref = ?", (job["job_id"],) * 2)}
         assert owners == {order["order_id"]}, (job, owners)
         assert any(tag.startswith(order["order_id"] + ":v") for tag in json.loads(job["tags"])), job
-    if escrow in ("held", "released"):
+    if escrow in ("held", "released", *CUSTODY):
         job = ctx.node.job(jobs[0]["job_id"])
         assert order["escrow_job_id"] == job["job_id"] and job["worker_wallet"] == WORKER, job
         assert (job["reward_i64"], job["escrow_i64"]) == (ctx.amount, expected_escrow_micro_rtc(ctx.amount)), job
@@ -101,13 +108,18 @@ def check_money(ctx: Ctx, order, escrow: str, before: dict[str, int]) -> None:
     """Each wallet moved by exactly what ``escrow`` implies; the buyer was paid once or never."""
     reward, total = ctx.amount, expected_escrow_micro_rtc(ctx.amount)
     expected = {ctx.seller.address: 0, ctx.buyer.address: 0, ESCROW_WALLET: 0, FEE_WALLET: 0, WORKER: 0}
-    if escrow in ("held", "released"):
+    if escrow in ("held", "released", *CUSTODY):
         expected[ctx.seller.address] -= total
     if escrow == "held":
         expected[ESCROW_WALLET] += total
+    if escrow in ("released", *CUSTODY):
+        expected[FEE_WALLET] += total - reward  # the node keeps its fee on any completed job
     if escrow == "released":
         expected[ctx.buyer.address] += reward
-        expected[FEE_WALLET] += total - reward
+    if escrow == "custody":
+        expected[WORKER] += reward
+    if escrow == "custody_refunded":
+        expected[ctx.seller.address] += reward
     state = ctx.node.state()
     after = state["balances"]
     moved = {w: after.get(w, 0) - before.get(w, 0) for w in set(before) | set(after)}
@@ -115,6 +127,9 @@ def check_money(ctx: Ctx, order, escrow: str, before: dict[str, int]) -> None:
     assert state["total_balance_i64"] == state["minted_i64"], state
     assert state["agent_escrow_i64"] == state["escrow_locked_i64"], state
     assert state["pending"].get("pending", {"count": 0})["count"] == 0, state["pending"]
+    if order["refund_tx_hash"]:
+        tx = ctx.node.get(f"/wallet/tx/{order['refund_tx_hash']}").json()
+        assert tx["status"] == "confirmed" and escrow == "custody_refunded", tx
     if order["payout_tx_hash"]:
         tx = ctx.node.get(f"/wallet/tx/{order['payout_tx_hash']}").json()
         assert (tx["status"] == "confirmed") == (escrow == "released"), tx

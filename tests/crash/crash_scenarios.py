@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH, NodeHandle
+from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, NodeHandle
 from crash_support import bridge_env
 
 from otc_bridge import crashpoints
@@ -214,6 +214,42 @@ def stalled_refund(ctx: Ctx) -> None:
         _create(ctx, bridge)
         with dies_at("after_commit:refund_pending"):
             _cancel(ctx, bridge)
+
+
+def _attack(ctx: Ctx, *steps: str) -> None:
+    """A third party acts on the order's job through the node's open ``/agent/*`` routes, as
+    the bridge's worker (deliver) or as the public poster (accept, dispute), in that order
+    (docs/escrow-node.md §2: the node authenticates nobody)."""
+    with service_bridge(ctx) as bridge:
+        row = bridge.db.read_one("SELECT escrow_job_id, escrow_wallet FROM orders WHERE order_id = ?",
+                                 (ctx.order_id,))
+    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "not the bridge"},
+              "accept": {"poster_wallet": row["escrow_wallet"], "rating": 5},
+              "dispute": {"poster_wallet": row["escrow_wallet"], "reason": "not the bridge"}}
+    for step in steps:
+        response = ctx.node.post(f"/agent/jobs/{row['escrow_job_id']}/{step}", bodies[step])
+        assert response.status_code == 200, (step, response.text)
+
+
+def disputed_open(ctx: Ctx) -> None:
+    """An open sell order whose job a third party delivered as the worker, then disputed as
+    the poster: release can never succeed."""
+    open_order(ctx)
+    _attack(ctx, "deliver", "dispute")
+
+
+def stolen_open(ctx: Ctx) -> None:
+    """An open sell order whose job a third party delivered and accepted: the escrow was paid
+    into the bridge's worker wallet (custody) while the order sat on the book."""
+    open_order(ctx)
+    _attack(ctx, "deliver", "accept")
+
+
+def delivered_matched(ctx: Ctx) -> None:
+    """A matched order whose job a third party delivered as the worker: the first step of a
+    clawback (dispute and cancel as the poster would follow)."""
+    matched_order(ctx)
+    _attack(ctx, "deliver")
 
 
 # --- drives: the operation itself, over HTTP -------------------------------------------------

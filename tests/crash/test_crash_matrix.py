@@ -55,6 +55,8 @@ from crash_scenarios import (
     Ctx,
     Drive,
     confirmed_payout,
+    delivered_matched,
+    disputed_open,
     drive_cancel,
     drive_confirm,
     drive_create,
@@ -70,6 +72,7 @@ from crash_scenarios import (
     service_bridge,
     stalled_refund,
     stalled_settling,
+    stolen_open,
 )
 from crash_support import (
     CRASH_LINE,
@@ -129,6 +132,13 @@ REFUNDED = End("cancelled", "refunded", "resumes the refund from the job's state
 EXPIRED_REFUNDED = End("expired", "refunded", "resumes the refund from the job's state (deliver, dispute, cancel)")
 RELISTED_BUY = End("open", "refunded", "resumes the taker's refund, relists the order")
 NOTHING_HELD = End("cancelled", "none", "nothing: nothing was held")
+DISPUTE_CANCELLED = End("cancelled", "refunded", "cancels the disputed job (the node refunds the poster), "
+                                                 "ends the order with cause escrow_tampered")
+CUSTODY_REFUNDED = End("cancelled", "custody_refunded", "pays the reward back to the seller from the worker "
+                                                         "wallet (key otc_refund:<order>:v<n>), ends the order "
+                                                         "once the node confirms the transfer")
+CUSTODY_HELD = End("matched", "custody", "accepts the delivered job into the worker wallet: the match stays, "
+                                         "the buyer's preimage pays the buyer")
 
 _REFUND_STEPS = ("before:get_job", "after:get_job", "before:deliver", "after:deliver", "before:dispute",
                  "after:dispute", "before:cancel", "after:cancel")
@@ -217,6 +227,16 @@ MATRIX: dict[str, Operation] = {
     "reconcile_resume_release": Operation("sell", stalled_settling, None, _reconcile({
         **dict.fromkeys(_RELEASE_STEPS, RELEASED),
         "after_commit:payout_pending": End("completed", "released", "promotes once the node confirms")})),
+    # The escrow watch's own recovery steps (docs/protocol.md §11.1), after a third party
+    # acted on the node: every point of each, from the first read of the job to the pass's end.
+    "reconcile_tamper_disputed": Operation("sell", disputed_open, None, _reconcile(dict.fromkeys(
+        ("before:get_job", "after:get_job", "after_commit:refund_pending", "before:cancel", "after:cancel",
+         "after_commit:cancelled"), DISPUTE_CANCELLED))),
+    "reconcile_tamper_stolen_open": Operation("sell", stolen_open, None, _reconcile(dict.fromkeys(
+        ("before:get_job", "after:get_job", "after_commit:refund_pending", "before:transfer", "after:transfer",
+         "before:tx_status", "after:tx_status"), CUSTODY_REFUNDED))),
+    "reconcile_tamper_custody": Operation("sell", delivered_matched, None, _reconcile(dict.fromkeys(
+        ("before:get_job", "after:get_job", "before:accept", "after:accept"), CUSTODY_HELD))),
     "reconcile_resume_refund": Operation("sell", stalled_refund, None, _reconcile({
         **dict.fromkeys(_REFUND_STEPS, REFUNDED),
         "after_commit:cancelled": End("cancelled", "refunded", "nothing: refund already done")})),
@@ -351,7 +371,8 @@ def discover(ctx: Ctx, op: Operation) -> list[str]:
 _READ_TWICE = ["after:get_job", "before:get_job"]  # the watch's read, then the refund's own
 _LIST_AGAIN = ["after:list_jobs", "before:list_jobs"]  # the search for the job, then foreign jobs
 REPEATED = {"reconcile_abandon": _LIST_AGAIN, "reconcile_adopt": _LIST_AGAIN, "reconcile_expire_sell": _READ_TWICE,
-            "reconcile_unwind_refund": _READ_TWICE, "reconcile_unwind_buy": _READ_TWICE}
+            "reconcile_unwind_refund": _READ_TWICE, "reconcile_unwind_buy": _READ_TWICE,
+            "reconcile_tamper_disputed": _READ_TWICE, "reconcile_tamper_stolen_open": _READ_TWICE}
 
 
 @pytest.mark.parametrize("name", list(MATRIX))
@@ -366,7 +387,7 @@ def test_matrix_lists_every_point_the_operation_passes(name, crash_node, tmp_pat
 
 def doc_rows() -> set[tuple[str, str, str, str]]:
     text = (REPO_ROOT / "docs" / "crash-matrix.md").read_text()
-    rows = re.findall(r"^\| `([a-z_]+)` \| `([a-z_:]+)` \| `([a-z_]+)` \| ([a-z]+) \|", text, re.MULTILINE)
+    rows = re.findall(r"^\| `([a-z_]+)` \| `([a-z_:]+)` \| `([a-z_]+)` \| ([a-z_]+) \|", text, re.MULTILINE)
     return set(rows)
 
 

@@ -128,8 +128,12 @@ def ledger_problems(rows: Iterable, book: NodeBook) -> list[str]:
             problems.append(f"jobs {job_ids} tagged for {order_id}, an order the bridge does not have")
     payouts: dict[str, list[dict]] = defaultdict(list)
     by_hash = {order["payout_tx_hash"]: order for order in rows if order["payout_tx_hash"]}
+    refunds = {order["refund_tx_hash"]: order for order in rows if order["refund_tx_hash"]}
     for transfer in book.transfers:
         if transfer["from_miner"] != WORKER:
+            continue
+        if transfer["tx_hash"] in refunds:
+            problems += _custody_refund_problems(refunds[transfer["tx_hash"]], transfer, book)
             continue
         order = by_hash.get(transfer["tx_hash"])
         if order is None:
@@ -165,6 +169,28 @@ def ledger_problems(rows: Iterable, book: NodeBook) -> list[str]:
     return problems
 
 
+def in_custody(order, book: NodeBook) -> bool:
+    """True if a third party's accept completed ``order``'s escrow job into the bridge's
+    worker wallet and the escrow watch marked the order (docs/protocol.md §11.1)."""
+    job = book.jobs.get(order["escrow_job_id"] or "")
+    return (order["escrow_tampered_at"] is not None and job is not None and job["status"] == "completed"
+            and job["worker_wallet"] == WORKER)
+
+
+def _custody_refund_problems(order, transfer: dict, book: NodeBook) -> list[str]:
+    """A worker transfer keyed as ``order``'s custody refund must pay its seller the reward
+    of a job completed into the worker, and never be voided."""
+    problems = []
+    if not in_custody(order, book):
+        problems.append(f"{order['order_id']}: custody refund {transfer['tx_hash']} without escrow in custody")
+    if (transfer["to_miner"], transfer["amount_i64"]) != (order["escrow_wallet"], order["escrow_reward_micro_rtc"]):
+        problems.append(f"{order['order_id']}: custody refund pays {transfer['amount_i64']} to "
+                        f"{transfer['to_miner']}, not the reward to the seller")
+    if transfer["status"] == "voided":
+        problems.append(f"{order['order_id']}: custody refund voided ({transfer['voided_reason']})")
+    return problems
+
+
 def released_unpaid(rows: Iterable, book: NodeBook) -> set[str]:
     """Orders in ``settlement_recovery`` whose escrow the bridge released to its worker and
     whose keyed payout the node never queued (no transfer with its ``tx_hash``): the shape of
@@ -179,6 +205,11 @@ def released_unpaid(rows: Iterable, book: NodeBook) -> set[str]:
                 and job["worker_wallet"] == WORKER and job["reward_i64"] == order["payout_micro_rtc"]):
             found.add(order["order_id"])
     return found
+
+
+def book_confirmed(book: NodeBook, tx_hash: str | None) -> bool:
+    """True if the node confirmed the transfer ``tx_hash``."""
+    return any(t["tx_hash"] == tx_hash and t["status"] == "confirmed" for t in book.transfers)
 
 
 def rest_problems(rows: Iterable, book: NodeBook, funded: dict[str, int], *,
@@ -208,6 +239,18 @@ def rest_problems(rows: Iterable, book: NodeBook, funded: dict[str, int], *,
             expected[seller] = expected.get(seller, 0) - order["escrow_total_micro_rtc"]
             worker += order["escrow_reward_micro_rtc"]
             fees += order["escrow_total_micro_rtc"] - order["escrow_reward_micro_rtc"]
+        elif status != Status.COMPLETED and in_custody(order, book):
+            # The seller lost the escrow to a third party's accept; the worker holds the reward
+            # for the match, or has paid it back once the order ended (the node kept its fee).
+            expected[order["escrow_wallet"]] = expected.get(order["escrow_wallet"], 0) - order["escrow_total_micro_rtc"]
+            fees += order["escrow_total_micro_rtc"] - order["escrow_reward_micro_rtc"]
+            if status in TERMINAL and book_confirmed(book, order["refund_tx_hash"]):
+                expected[order["escrow_wallet"]] += order["escrow_reward_micro_rtc"]
+            else:
+                worker += order["escrow_reward_micro_rtc"]
+                if not (status == Status.MATCHED and allow_held):
+                    problems.append(f"{order['order_id']}: {status} with its escrow in the worker's custody, "
+                                    "not refunded")
         elif status == Status.COMPLETED:
             seller = order["maker_wallet"] if order["side"] == "sell" else order["taker_wallet"]
             expected[seller] = expected.get(seller, 0) - order["escrow_total_micro_rtc"]

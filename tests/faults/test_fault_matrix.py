@@ -36,11 +36,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH, matched_buy, matched_sell, open_sell
+from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, matched_buy, matched_sell, open_sell
 from ledger_checks import (
     GRACE_SECONDS,
     NodeBook,
     advance,
+    in_custody,
     ledger_problems,
     orders,
     preimage_problems,
@@ -115,6 +116,9 @@ NORMAL: dict[str, Expect] = {
     "adopt_lost_create": Expect(None, "cancelled", "cancelled"),
     "confirm_unsent_transfer": Expect(200, "payout_pending", "completed"),
     "confirm_transfer_lost_twice": Expect(200, "payout_pending", "completed"),
+    "tamper_disputed": Expect(None, "cancelled", "cancelled"),
+    "tamper_stolen_open": Expect(None, "refund_pending", "cancelled"),
+    "tamper_custody": Expect(None, "matched", "matched"),
 }
 
 
@@ -205,6 +209,17 @@ TABLE: dict[tuple[str, str], dict[str, Expect]] = {
         "lost": Expect(200, "settlement_recovery", "completed"),
         "refused": Expect(503, "settling", "completed"),  # 429: nothing applied, back off
     },
+    # The escrow watch's own recovery steps, after a third party acted on the node
+    # (docs/protocol.md §11.1). Its first read of the job failing changes nothing: the next
+    # pass reads again.
+    ("tamper_disputed", GET_JOB): same(None, "open", "cancelled"),
+    # A cancel without a usable answer is retried by the same pass's refund_pending sweep.
+    ("tamper_disputed", CANCEL): same(None, "cancelled", "cancelled"),
+    ("tamper_stolen_open", GET_JOB): same(None, "open", "cancelled"),
+    ("tamper_stolen_open", TRANSFER): same(None, "refund_pending", "cancelled"),
+    ("tamper_stolen_open", TX): same(None, "refund_pending", "cancelled"),
+    ("tamper_custody", GET_JOB): same(None, "matched", "matched"),
+    ("tamper_custody", ACCEPT): same(None, "matched", "matched"),
 }
 
 
@@ -308,6 +323,34 @@ def setup_lost_create(ctx: Ctx) -> None:
     advance(ctx.bridge, None, GRACE_SECONDS)
 
 
+def _third_party(ctx: Ctx, *steps: str) -> None:
+    """Act on the order's job as the bridge's worker (deliver) or as its poster (accept,
+    dispute): the node's ``/agent/*`` routes authenticate nobody (docs/escrow-node.md §2)."""
+    row = ctx.bridge.db.read_one("SELECT escrow_job_id, escrow_wallet FROM orders WHERE order_id = ?",
+                                 (ctx.order_id,))
+    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "not the bridge"},
+              "accept": {"poster_wallet": row["escrow_wallet"], "rating": 5},
+              "dispute": {"poster_wallet": row["escrow_wallet"], "reason": "not the bridge"}}
+    for step in steps:
+        response = ctx.dev_node.post(f"/agent/jobs/{row['escrow_job_id']}/{step}", bodies[step])
+        assert response.status_code == 200, (step, response.text)
+
+
+def setup_disputed(ctx: Ctx) -> None:
+    setup_open_sell(ctx)
+    _third_party(ctx, "deliver", "dispute")
+
+
+def setup_stolen_open(ctx: Ctx) -> None:
+    setup_open_sell(ctx)
+    _third_party(ctx, "deliver", "accept")
+
+
+def setup_delivered_matched(ctx: Ctx) -> None:
+    setup_matched_sell(ctx)
+    _third_party(ctx, "deliver")
+
+
 def act_create_sell(ctx: Ctx) -> tuple[int | None, dict]:
     status, body = ctx.api.create_order(ctx.seller, side="sell", pair="RTC/USDC", amount_micro_rtc=10_000_000,
                                         price_nano_quote=50_000_000, eth_address=SELLER_ETH)
@@ -371,6 +414,7 @@ class Operation:
     act: Callable[[Ctx], tuple[int | None, dict]]
     retry: Callable[[Ctx, int | None, str], None] = retry_none
     issues_secret: bool = False  # a 2xx answer legitimately carries the new preimage (once)
+    alerts: frozenset[str] = frozenset()  # the operator alerts every case raises (a third party acted)
 
 
 OPERATIONS: dict[str, Operation] = {
@@ -388,6 +432,9 @@ OPERATIONS: dict[str, Operation] = {
     "adopt_lost_create": Operation(setup_lost_create, act_reconcile),
     "confirm_unsent_transfer": Operation(setup_unsent_transfer, act_confirm),
     "confirm_transfer_lost_twice": Operation(setup_transfer_lost_once, act_confirm),
+    "tamper_disputed": Operation(setup_disputed, act_reconcile, alerts=frozenset({"escrow_tampered"})),
+    "tamper_stolen_open": Operation(setup_stolen_open, act_reconcile, alerts=frozenset({"escrow_tampered"})),
+    "tamper_custody": Operation(setup_delivered_matched, act_reconcile, alerts=frozenset({"escrow_tampered"})),
 }
 
 UNSENT_PAYOUT_BUG = (
@@ -471,14 +518,19 @@ def test_one_fault(operation, call, fault, api, bridge, dev_node, node_db_path, 
     assert paid == (final["payout_micro_rtc"] if final["status"] == "completed" else 0), paid
     held = final["status"] == "completed" or (final["status"] == "matched"
                                               or (final["status"] == "open" and final["side"] == "sell"))
-    assert spent == (final["escrow_total_micro_rtc"] if held else 0), spent
+    if final["status"] in ("cancelled", "expired") and in_custody(final, book):
+        # A third party's accept took the escrow; the worker paid the reward back, the node's fee is gone.
+        held_for_nothing = final["escrow_total_micro_rtc"] - final["escrow_reward_micro_rtc"]
+        assert spent == held_for_nothing, spent
+    else:
+        assert spent == (final["escrow_total_micro_rtc"] if held else 0), spent
     assert ledger_problems(rows, book) == []
     assert rest_problems(rows, book, {seller.address: FUNDED, buyer.address: FUNDED}) == []
     pool = dev_node.assert_conserved()["pending"]
     assert sum(pool.get(s, {}).get("count", 0) for s in ("pending", "confirmed")) <= 1, pool
     assert "voided" not in pool, pool
     assert preimage_problems(api, [ctx.order_id]) == []
-    assert alert_codes(bridge) == ALERTS.get((operation, call, FAULT_CLASS[fault]), set())
+    assert alert_codes(bridge) == ALERTS.get((operation, call, FAULT_CLASS[fault]), op.alerts)
     # The operator's read-only audit agrees: nothing stranded, moved, missing or doubled.
     assert audit.audit(bridge, include_terminal=True) == []
 
