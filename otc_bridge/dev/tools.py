@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 from werkzeug.serving import make_server
@@ -25,12 +27,18 @@ from otc_bridge.background import start_outbox_worker, start_reconciler
 from otc_bridge.client import BridgeClient, Wallet
 from otc_bridge.storage import files
 
+if TYPE_CHECKING:
+    from otc_bridge.dev.chain import DevChain
+
 log = logging.getLogger(__name__)
 
 SELLER_SEED = "otc-bridge demo seller"
 BUYER_SEED = "otc-bridge demo buyer"
-SELLER_QUOTE_ADDRESS = "0x" + "5e11e5" * 6 + "5e11"
-BUYER_QUOTE_ADDRESS = "0x" + "b0b0b0" * 6 + "b0b0"
+# The demo traders' quote-chain addresses: anvil's accounts 1 and 2, the dev chain's "seller"
+# and "buyer" (otc_bridge/dev/chain.py ROLES; tests/chain checks they agree). Literal here so
+# the demo does not import web3.
+SELLER_QUOTE_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+BUYER_QUOTE_ADDRESS = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 
 Echo = Callable[[str], None]
 
@@ -56,19 +64,43 @@ def load_dev_info(data_dir: Path) -> dict:
 
 
 def run_dev(settings: DevSettings, echo: Echo) -> None:
-    """Start node + bridge and serve until interrupted (Ctrl-C)."""
-    from otc_bridge.app import create_app
-    from otc_bridge.config import Config
-    from otc_bridge.dev.node import create_app as create_devnode
-    from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY, start_in_thread
+    """Start the EVM dev chain, node + bridge, and serve until interrupted (Ctrl-C or SIGTERM).
+
+    The chain (anvil, :mod:`otc_bridge.dev.chain`) starts first, so its settings
+    (``OTC_EVM_*``, ``OTC_HTLC_ADDRESS``, ``OTC_USDC_ADDRESS``) are in the bridge's environment
+    and its addresses and demo keys in ``dev.json``; it stops last. Raises
+    :class:`otc_bridge.dev.chain.DevChainError` when anvil cannot be installed or started.
+    """
+    from otc_bridge.dev.chain import DevChain
 
     # 0700 even if it existed: it holds dev.json (the admin token) and both databases.
     files.private_dir(settings.data_dir, tighten_existing=True)
-    node_app = create_devnode(str(settings.data_dir / "devnode.db"), DEFAULT_DEV_ADMIN_KEY)
+    # SIGTERM (a supervisor, `kill`) ends the command as Ctrl-C does, so the chain and the
+    # servers below are stopped instead of left behind.
+    restore_sigterm = _sigterm_as_interrupt()
+    chain = DevChain(log_path=settings.data_dir / "anvil.log")
+    try:
+        chain.start()
+        _serve_dev(settings, echo, chain)
+    finally:
+        chain.stop()
+        restore_sigterm()
+
+
+def _serve_dev(settings: DevSettings, echo: Echo, chain: DevChain) -> None:
+    """Node + bridge against the started ``chain``, served until interrupted."""
+    from otc_bridge.app import create_app
+    from otc_bridge.config import Config
+    from otc_bridge.dev.node import create_app as create_devnode
+    from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY as dev_admin_key
+    from otc_bridge.dev.node.server import start_in_thread
+
+    node_app = create_devnode(str(settings.data_dir / "devnode.db"), dev_admin_key)
     node = start_in_thread(node_app, "127.0.0.1", settings.node_port)
     env = dict(os.environ)
-    env.update({"RUSTCHAIN_NODE": node.url, "RC_ADMIN_KEY": DEFAULT_DEV_ADMIN_KEY,
+    env.update({"RUSTCHAIN_NODE": node.url, "RC_ADMIN_KEY": dev_admin_key,
                 "OTC_DB_PATH": str(settings.data_dir / "bridge.db"), "OTC_ADMIN_TOKEN": settings.admin_token})
+    env.update(chain.env())  # OTC_EVM_RPC_URL, OTC_HTLC_ADDRESS, ..., OTC_EVM_CONFIRMATIONS=0 (automine)
     env.setdefault("OTC_RATE_LIMIT", "120/minute")
     config = Config.from_env(env)
     app = create_app(config)
@@ -76,10 +108,11 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
     wallets = {"seller": Wallet.from_seed(SELLER_SEED), "buyer": Wallet.from_seed(BUYER_SEED)}
     for wallet in wallets.values():
         fund(node.url, wallet.address, settings.fund_rtc)
-    info = {"bridge_url": bridge_url, "node_url": node.url, "node_admin_key": DEFAULT_DEV_ADMIN_KEY,
+    evm = chain.info()
+    info = {"bridge_url": bridge_url, "node_url": node.url, "node_admin_key": dev_admin_key,
             "admin_token": settings.admin_token,
-            "wallets": {name: w.address for name, w in wallets.items()}}
-    files.write_private(settings.data_dir / "dev.json", json.dumps(info, indent=2))  # 0600: the admin token
+            "wallets": {name: w.address for name, w in wallets.items()}, **evm}
+    files.write_private(settings.data_dir / "dev.json", json.dumps(info, indent=2))  # 0600: the admin token, keys
     stop = threading.Event()
     reconciler_stop = start_reconciler(app.extensions["otc_bridge"], settings.auto_settle_seconds)
     outbox_stop = start_outbox_worker(app.extensions["otc_bridge"])
@@ -88,12 +121,17 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
                          daemon=True, name="dev-confirm-pool").start()
     server = make_server("127.0.0.1", settings.port, app, threaded=True)
     echo(f"bridge      {bridge_url}   (page: {bridge_url}/)")
-    echo(f"dev node    {node.url}   (admin key: {DEFAULT_DEV_ADMIN_KEY})")
+    echo(f"dev node    {node.url}   (admin key: {dev_admin_key})")
     echo(f"admin token {settings.admin_token}   (Authorization: Bearer ...)")
     echo(f"demo wallets funded with {settings.fund_rtc} RTC each: "
          + ", ".join(f"{n}={a}" for n, a in info["wallets"].items()))
-    echo(f"data        {settings.data_dir}/bridge.db, {settings.data_dir}/devnode.db")
-    echo("next        in another terminal: otc-bridge demo      (Ctrl-C here stops both)")
+    echo(f"evm chain   {evm['evm_rpc_url']}   (anvil, chain id {evm['evm_chain_id']}, automine; "
+         f"HTLC {evm['htlc_address']}, USDC {evm['usdc_address']})")
+    echo("evm wallets " + ", ".join(f"{role}={account['address']}" for role, account in evm["evm_accounts"].items()
+                                    if role != "deployer")
+         + f"   (keys in {settings.data_dir}/dev.json)")
+    echo(f"data        {settings.data_dir}/bridge.db, {settings.data_dir}/devnode.db, {settings.data_dir}/anvil.log")
+    echo("next        in another terminal: otc-bridge demo      (Ctrl-C here stops all)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -105,6 +143,19 @@ def run_dev(settings: DevSettings, echo: Echo) -> None:
                 loop.set()
         server.shutdown()
         node.shutdown()
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """Make SIGTERM raise ``KeyboardInterrupt`` in the main thread; returns the undo. Does
+    nothing off the main thread (where Python cannot set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _confirm_pool(node_url: str, interval: float, stop: threading.Event) -> None:
