@@ -109,7 +109,14 @@ def build_bridge(config: Config, *, clock: Callable[[], int] = wall_clock,
         read_timeout_seconds=config.node_read_timeout_seconds,
         deadline_seconds=config.node_deadline_seconds, max_response_bytes=config.node_max_response_bytes,
         allow_insecure_admin=config.allow_insecure_admin, tls_verify=config.node_tls_verify)
-    return Bridge(config=config, db=db, node=node, clock=clock)
+    chain = None
+    if config.quote_chain is not None:
+        from otc_bridge.chain.reader import QuoteChainReader  # web3 is slow to import: only when used
+
+        q = config.quote_chain
+        chain = QuoteChainReader(q.rpc_url, chain_id=q.chain_id, htlc_address=q.htlc_address,
+                                 confirmations=q.confirmations)
+    return Bridge(config=config, db=db, node=node, clock=clock, chain=chain)
 
 
 def create_app(config: Config | None = None, *, bridge: Bridge | None = None) -> Flask:

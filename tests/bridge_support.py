@@ -150,3 +150,13 @@ def broken_orders(conn) -> dict[str, list[str]]:
     """``{order_id: codes}`` of every order that breaks an invariant (empty when all hold)."""
     found = {row["order_id"]: violations_of(conn, row) for row in conn.execute("SELECT * FROM orders")}
     return {order_id: codes for order_id, codes in found.items() if codes}
+
+
+def bridge_env(tmp_path, node_url: str, **extra: str) -> dict[str, str]:
+    """The environment a test bridge runs with (generous rate limit, short node timeouts)."""
+    env = {"OTC_DB_PATH": str(tmp_path / "bridge.db"), "RUSTCHAIN_NODE": node_url,
+           "RC_ADMIN_KEY": NODE_ADMIN_KEY, "OTC_ADMIN_TOKEN": ADMIN_TOKEN,
+           "OTC_RATE_LIMIT": "100000/minute", "OTC_NODE_TIMEOUT_SECONDS": "5",
+           "OTC_SQLITE_SYNCHRONOUS": "NORMAL"}
+    env.update(extra)
+    return env

@@ -15,7 +15,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bridge_support import ADMIN_TOKEN, NODE_ADMIN_KEY, NodeHandle, broken_orders, check_history, serve  # noqa: E402
+from bridge_support import (  # noqa: E402
+    NODE_ADMIN_KEY,
+    NodeHandle,
+    bridge_env,
+    broken_orders,
+    check_history,
+    serve,
+)
 
 from otc_bridge.app import build_bridge, create_app  # noqa: E402
 from otc_bridge.client import BridgeClient, Wallet  # noqa: E402
@@ -37,16 +44,6 @@ def dev_node(node_db_path) -> Iterator[NodeHandle]:
     server = start_in_thread(create_devnode(str(node_db_path), NODE_ADMIN_KEY))
     yield NodeHandle(server.url)
     server.shutdown()
-
-
-def bridge_env(tmp_path, node_url: str, **extra: str) -> dict[str, str]:
-    """The environment a test bridge runs with (generous rate limit, short node timeouts)."""
-    env = {"OTC_DB_PATH": str(tmp_path / "bridge.db"), "RUSTCHAIN_NODE": node_url,
-           "RC_ADMIN_KEY": NODE_ADMIN_KEY, "OTC_ADMIN_TOKEN": ADMIN_TOKEN,
-           "OTC_RATE_LIMIT": "100000/minute", "OTC_NODE_TIMEOUT_SECONDS": "5",
-           "OTC_SQLITE_SYNCHRONOUS": "NORMAL"}
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

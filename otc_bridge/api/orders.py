@@ -72,8 +72,13 @@ def _price(data: dict) -> tuple[int, str]:
 
 def _instructions(b: Bridge, order) -> dict:
     """The settlement instructions of a matched order, with this bridge's timelock settings."""
+    q = b.config.quote_chain
+    chain = None if q is None else views.ChainTerms(
+        chain_id=q.chain_id, htlc_contract=q.htlc_address, usdc_contract=q.usdc_address,
+        buyer_timelock_min_seconds=q.buyer_timelock_min_seconds,
+        buyer_timelock_max_seconds=q.buyer_timelock_max_seconds, buyer_margin_seconds=q.buyer_margin_seconds)
     return views.settlement_instructions(order, htlc_min_seconds=b.config.htlc_min_seconds,
-                                         claim_margin_seconds=b.config.claim_margin_seconds)
+                                         claim_margin_seconds=b.config.claim_margin_seconds, chain=chain)
 
 
 @bp.post("/api/orders")

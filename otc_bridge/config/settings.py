@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from otc_bridge.config.chain import QuoteChain, read_quote_chain
 from otc_bridge.config.reader import ConfigError, RateLimit, Reader
 from otc_bridge.domain.destinations import Webhook
 
@@ -28,14 +29,14 @@ class Config:
     node_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 5580
-    node_admin_key: str | None = None
+    node_admin_key: str | None = field(default=None, repr=False)  # secrets: never in a log line
     node_tls_verify: bool | str = True
     node_connect_timeout_seconds: float = 3.05
     node_read_timeout_seconds: float = 10.0
     node_deadline_seconds: float = 15.0
     node_max_response_bytes: int = 1024 * 1024
     allow_insecure_admin: bool = False
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
     worker_wallet: str = "otc_bridge_worker"
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -44,7 +45,7 @@ class Config:
     stream_max_clients: int = 64
     stream_heartbeat_seconds: float = 15.0
     stream_poll_seconds: float = 0.5
-    metrics_token: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     sqlite_synchronous: str = "FULL"
     settle_window_seconds: int = 48 * 3600
     htlc_min_seconds: int = 12 * 3600
@@ -73,6 +74,8 @@ class Config:
     write_timeout_seconds: float = 30.0
     handler_timeout_seconds: float = 120.0
     worker_connections: int = 4096
+    # The EVM quote chain (ETH, USDC), or None: every pair settled on evidence (config/chain.py).
+    quote_chain: QuoteChain | None = None
 
     @property
     def max_order_ttl_seconds(self) -> int:
@@ -126,6 +129,8 @@ class Config:
                               f"must be below the escrow-create lease ({self.escrow_create_lease_seconds:g} s = "
                               "OTC_ESCROW_LOCK_WAIT_SECONDS + 2 x (connect + read timeouts)), or the lease "
                               "could expire while a job creation is still running")
+        if self.quote_chain is not None:
+            self.quote_chain.validate(self.settle_window_seconds)
         if self.outbox_backoff_max_seconds < self.outbox_backoff_base_seconds:
             raise ConfigError("OTC_OUTBOX_BACKOFF_MAX_SECONDS", "must be at least OTC_OUTBOX_BACKOFF_BASE_SECONDS")
 
@@ -187,6 +192,7 @@ class Config:
             write_timeout_seconds=r.number("OTC_WRITE_TIMEOUT_SECONDS", cls.write_timeout_seconds),
             handler_timeout_seconds=r.number("OTC_HANDLER_TIMEOUT_SECONDS", cls.handler_timeout_seconds),
             worker_connections=r.integer("OTC_WORKER_CONNECTIONS", cls.worker_connections, 64, 100_000),
+            quote_chain=read_quote_chain(r),
         )
         cfg.validate()
         return cfg

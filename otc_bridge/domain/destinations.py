@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 #: The destination name of ``RC_SOPHIACHECK_WEBHOOK`` (reserved: no webhook may use it).
 ALERT_DESTINATION = "alert"
 #: Topics a webhook may subscribe to by name; ``*`` and ``order.*`` are accepted as well.
-TOPICS = frozenset({"alert", "escrow_tampered", *(f"order.{status}" for status in Status)})
+TOPICS = frozenset({"alert", "escrow_tampered", "quote_leg", *(f"order.{status}" for status in Status)})
 
 _KEYS = frozenset({"url", "secret", "events", "name"})
 _URL = re.compile(r"https?://[^\s/?#]+(/[^\s]*)?")

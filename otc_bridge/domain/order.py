@@ -63,6 +63,16 @@ class Order:
     refund_key: str | None = None  # idempotency key of a refund paid from the worker's custody
     refund_tx_hash: str | None = None
     refund_micro_rtc: int | None = None
+    # The quote leg on chain (docs/protocol.md §12).
+    preimage_holder: str | None = None  # "seller" | "buyer"; None: seller (orders before it existed)
+    lock_by: int | None = None  # the buyer's lock must be mined by then (chain time), or the match unwinds
+    quote_leg_state: str | None = None  # awaiting_lock | locked | invalid | claimed | refunded; None: not on chain
+    quote_leg_reason: str | None = None  # why the locks seen are invalid (state invalid)
+    quote_lock_tx: str | None = None
+    quote_swap_id: str | None = None  # the order's lock: its first valid SwapCreated, sticky
+    quote_timelock: int | None = None
+    quote_claim_tx: str | None = None  # the final SwapClaimed of that lock
+    quote_claimed_at: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:
@@ -87,6 +97,11 @@ class Order:
     def buyer_wallet(self) -> str | None:
         """The RTC buyer: the taker of a sell order, the maker of a buy order."""
         return self.taker_wallet if self.side == "sell" else self.maker_wallet
+
+    @property
+    def buyer_holds_preimage(self) -> bool:
+        """True in the buyer-held mode: the RTC buyer chose the hashlock and reveals last."""
+        return self.preimage_holder == "buyer"
 
     @property
     def seller_quote_address(self) -> str | None:

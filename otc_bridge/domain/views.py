@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from otc_bridge.domain import money
@@ -65,11 +66,27 @@ def order_view(order: Order) -> dict[str, Any]:
         "escrow_tampered_at": order.escrow_tampered_at,
         "refund_tx_hash": order.refund_tx_hash,
     }
+    view["quote_leg"] = quote_leg(order)
+    view["preimage_holder"] = order.preimage_holder or "seller"
+    if order.buyer_holds_preimage and order.side == "sell":
+        view["seller_secret_void"] = True  # the buyer's hashlock replaced the one made at create
     if order.escrow_tampered_at is not None and order.status != Status.COMPLETED:
         view["escrow_notice"] = TAMPER_NOTICE
     if order.status == Status.COMPLETED:
         view["htlc_secret"] = order.htlc_secret
     return view
+
+
+def quote_leg(order: Order) -> dict[str, Any] | None:
+    """The quote leg as the chain watcher saw it (docs/protocol.md §12), or ``None`` for an
+    order not verified on chain (ERG, or no chain configured, or not matched yet):
+    ``{"state", "swap_id", "lock_tx", "claim_tx", "timelock", "reason"}``; ``state`` is
+    ``awaiting_lock``, ``locked``, ``invalid`` (only invalid locks exist: ``reason``),
+    ``claimed`` or ``refunded``."""
+    if order.quote_leg_state is None:
+        return None
+    return {"state": order.quote_leg_state, "swap_id": order.quote_swap_id, "lock_tx": order.quote_lock_tx,
+            "claim_tx": order.quote_claim_tx, "timelock": order.quote_timelock, "reason": order.quote_leg_reason}
 
 
 def book_entry(order: Order) -> dict[str, Any]:
@@ -82,7 +99,28 @@ def book_entry(order: Order) -> dict[str, Any]:
     return {k: full[k] for k in keys}
 
 
-def settlement_instructions(order: Order, *, htlc_min_seconds: int, claim_margin_seconds: int) -> dict[str, Any]:
+#: The seller-held mode's warning for an EVM pair (docs/protocol.md §12.4).
+SELLER_HELD_WARNING = ("Seller-held mode: the RTC seller knows the preimage. The escrow node authenticates "
+                       "nothing, so a seller who takes the escrow back on the node could still claim your lock. "
+                       "Use the buyer-held mode (send htlc_hash with the match) to be protected.")
+
+
+@dataclass(frozen=True)
+class ChainTerms:
+    """What the instructions say about an EVM quote chain: its id, our HTLC contract, the
+    USDC token (0x hex, or None when not configured), and the buyer-held timelock range and
+    margin (seconds after the lock's block / before the timelock)."""
+
+    chain_id: int
+    htlc_contract: str
+    usdc_contract: str | None
+    buyer_timelock_min_seconds: int
+    buyer_timelock_max_seconds: int
+    buyer_margin_seconds: int
+
+
+def settlement_instructions(order: Order, *, htlc_min_seconds: int, claim_margin_seconds: int,
+                            chain: ChainTerms | None = None) -> dict[str, Any]:
     """What the RTC buyer must lock on the quote chain, and by when (docs/protocol.md §4, timelocks).
 
     ``total_quote_base_units`` is an integer string in the asset's smallest unit (wei,
@@ -119,7 +157,26 @@ def settlement_instructions(order: Order, *, htlc_min_seconds: int, claim_margin
         "settle_by": order.settle_by,
         "htlc_timelock_min": order.matched_at + htlc_min_seconds,
         "htlc_timelock_max": order.settle_by - claim_margin_seconds,
+        **_chain_terms(order, chain),
     }
+
+
+def _chain_terms(order: Order, chain: ChainTerms | None) -> dict[str, Any]:
+    """The on-chain part of the instructions (docs/protocol.md §12): ``quote_verification``
+    is ``evm`` when the watcher checks the lock, else ``evidence``."""
+    token = None if order.pair != "RTC/USDC" else (chain.usdc_contract if chain else None)
+    if chain is None or order.quote_leg_state is None or (order.pair == "RTC/USDC" and token is None):
+        return {"quote_verification": "evidence", "preimage_holder": order.preimage_holder or "seller"}
+    terms = {"quote_verification": "evm", "chain_id": chain.chain_id, "htlc_contract": chain.htlc_contract,
+             "token_contract": token, "preimage_holder": order.preimage_holder or "seller", "lock_by": order.lock_by,
+             "quote_leg": quote_leg(order)}
+    if order.buyer_holds_preimage:
+        terms |= {"htlc_timelock_min_after_lock": chain.buyer_timelock_min_seconds,
+                  "htlc_timelock_max_after_lock": chain.buyer_timelock_max_seconds,
+                  "reveal_margin_seconds": chain.buyer_margin_seconds}
+    else:
+        terms["warning"] = SELLER_HELD_WARNING
+    return terms
 
 
 def trade_view(trade: sqlite3.Row) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from otc_bridge.settlement import payout, release
 from otc_bridge.settlement.coverage import cancel_foreign_jobs, check_coverage
 from otc_bridge.settlement.escrow_job import find_job_by_ref, job_problem, read_job
 from otc_bridge.settlement.lock import abandon_lock
+from otc_bridge.settlement.quote_watch import watch_quote_chain
 from otc_bridge.settlement.record import Step, node_ref
 from otc_bridge.settlement.refund import safe_refund_escrow
 from otc_bridge.settlement.watch import refund_cause, watch_escrow
@@ -53,8 +54,11 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "reconciler"
 COUNTS = ("adopted", "abandoned", "released", "promoted", "still_pending", "recovered", "refunded",
           "refund_waiting", "expired", "unwound", "resolved", "waiting", "watched", "tampered", "foreign_jobs",
-          "coverage_breach", "errors")
-_SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet"))
+          "coverage_breach", "quote_locks_seen", "quote_locks_reorged", "quote_leg_changes", "settled_from_chain",
+          "chain_unavailable", "errors")
+_SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet",
+                              "lock_by", "quote_leg_state", "quote_leg_reason", "quote_lock_tx", "quote_swap_id",
+                              "quote_timelock"))
 
 
 def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
@@ -86,11 +90,17 @@ def run_once(bridge: Bridge, limit: int = 500) -> dict[str, int]:
 def _pass(bridge: Bridge, counts: Counter, limit: int) -> None:
     now, grace = bridge.now(), bridge.config.settlement_stuck_seconds
     watch_escrow(bridge, counts)  # first: a tampered order must not be unwound or expired as if held
+    # Then the quote chain: a lock or a seller's claim seen now must count before any unwind.
+    chain_now = watch_quote_chain(bridge, counts)
     steps: list[tuple[str, tuple, Callable[[Bridge, Order, Counter], None]]] = [
         ("status = 'payout_pending'", (), _promote),
         ("status = 'settling' AND updated_at <= ?", (now - grace,), _resume_release),
         ("status = 'locking' AND updated_at <= ?", (now - grace,), _finish_locking),
         ("status = 'matched' AND settle_by <= ?", (now,), _unwind),
+        # No valid lock mined by lock_by (chain time of the safe head: every lock mined by then
+        # has been counted): the match stops holding the seller's RTC.
+        *([("status = 'matched' AND quote_leg_state IN ('awaiting_lock', 'invalid') AND lock_by <= ?",
+            (chain_now,), _unwind)] if chain_now is not None else []),
         ("status = 'open' AND expires_at <= ?", (now,), _expire),
         ("status = 'refund_pending'", (), _refund),
         ("status = 'settlement_recovery'", (), _recheck_recovery),
@@ -165,24 +175,27 @@ def _finish_locking(bridge: Bridge, order: Order, counts: Counter) -> None:
 
 
 def _unwind(bridge: Bridge, order: Order, counts: Counter) -> None:
-    """A match past ``settle_by`` with no winning confirm (docs/protocol.md §4)."""
+    """A match past ``settle_by`` with no winning confirm (docs/protocol.md §4), or past
+    ``lock_by`` with no valid quote lock (§12.2)."""
     now = bridge.now()
     counts["unwound"] += 1
     step = Step(bridge, order)
+    why = "settle_by passed without a confirm" if order.settle_by <= now else "no valid quote lock by lock_by"
     if order.escrow_tampered_at is not None:
         # The escrow is no longer a claimed job (the bridge holds it in custody): it never goes
         # back on the book; the seller is refunded from the worker wallet.
         order = step.move(Status.REFUND_PENDING, actor="reconciler", changes={"end_cause": refund_cause(order)},
-                          reason="settle_by passed without a confirm; escrow held in custody to be refunded")
+                          reason=f"{why}; escrow held in custody to be refunded")
         _refund(bridge, order, counts)
         return
-    if order.side == "sell" and now < order.expires_at:
-        step.move(Status.OPEN, actor="reconciler", changes=_SELL_UNWIND,
-                  reason="settle_by passed without a confirm; sell order back on the book")
+    # A buyer-held match replaced the seller's hashlock with the buyer's: that order cannot be
+    # offered again (no one but that buyer knows the preimage), so it ends.
+    if order.side == "sell" and now < order.expires_at and not order.buyer_holds_preimage:
+        step.move(Status.OPEN, actor="reconciler", changes=_SELL_UNWIND, reason=f"{why}; sell order back on the book")
         return
     cause = "settle_deadline_passed" if order.side == "sell" else "taker_escrow_rejected"
-    order = step.move(Status.REFUND_PENDING, actor="reconciler",
-                      reason="settle_by passed without a confirm; escrow to be refunded", changes={"end_cause": cause})
+    order = step.move(Status.REFUND_PENDING, actor="reconciler", reason=f"{why}; escrow to be refunded",
+                      changes={"end_cause": cause})
     _refund(bridge, order, counts)
 
 

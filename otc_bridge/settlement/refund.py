@@ -9,15 +9,20 @@ completed by anyone) is never taken for a refund: the order goes to ``settlement
 
 from __future__ import annotations
 
+import logging
+
 from otc_bridge.context import Bridge
 from otc_bridge.domain.errors import NodeBusy
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 from otc_bridge.node.amounts import payout_tx_hash
 from otc_bridge.node.results import Job
+from otc_bridge.settlement import quote_hold
 from otc_bridge.settlement.escrow_job import alert_if_moved_first, read_job
 from otc_bridge.settlement.payout import phase_of_tx_status
 from otc_bridge.settlement.record import Step, bridge_claimed
+
+log = logging.getLogger(__name__)
 
 #: Refund causes that end an order as ``expired`` rather than ``cancelled``.
 EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
@@ -68,11 +73,19 @@ def safe_refund_escrow(bridge: Bridge, order: Order) -> Order:
     a keyed transfer; a job completed to anyone else, or not the order's escrow at all, goes to
     ``settlement_recovery`` with an alert. A job claimed by a
     third party cannot be refunded before its TTL: the order waits, alerted. An unusable
-    node answer leaves ``refund_pending`` for the reconciler.
+    node answer leaves ``refund_pending`` for the reconciler. A seller-held order whose
+    hashlock a still-claimable quote lock carries is not refunded yet
+    (:func:`otc_bridge.settlement.quote_hold.refund_hold`).
     """
     with Step(bridge, order) as step:
         if order.escrow_job_id is None:
             return _refund_done(step, "no escrow job was ever created; nothing to refund")
+        hold = quote_hold.refund_hold(bridge, order)
+        if hold is not None:  # seller-held: the seller could still claim the buyer's quote
+            log.info("refund of order %s held: %s", order.order_id, hold.reason)
+            if hold.claimed:
+                step.alert(quote_hold.CLAIMED_HOLD, hold.reason)
+            return step.order
         job = read_job(step, "refund: read escrow job")
         if job is not None and _moved_by_someone_else(step, job):
             alert_if_moved_first(step, job, "refund step")

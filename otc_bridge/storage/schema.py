@@ -219,12 +219,80 @@ def _v4(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _v5(conn: sqlite3.Connection) -> None:
+    """The quote leg on chain (docs/protocol.md §12): who holds the preimage, the lock
+    deadline, the order's one sticky lock and its claim; every ``SwapCreated`` the watcher
+    counted (valid or not, with the reason); the watcher's block cursor; and every hashlock
+    any order ever used (a reused hashlock is refused)."""
+    for sql in (
+        "ALTER TABLE orders ADD COLUMN preimage_holder TEXT",  # 'seller' | 'buyer'; NULL = seller
+        "ALTER TABLE orders ADD COLUMN lock_by INTEGER",
+        # quote_leg_state: awaiting_lock | locked | invalid | claimed | refunded; NULL: not verified on chain
+        "ALTER TABLE orders ADD COLUMN quote_leg_state TEXT",
+        "ALTER TABLE orders ADD COLUMN quote_leg_reason TEXT",
+        "ALTER TABLE orders ADD COLUMN quote_lock_tx TEXT",
+        "ALTER TABLE orders ADD COLUMN quote_swap_id TEXT",
+        "ALTER TABLE orders ADD COLUMN quote_timelock INTEGER",
+        "ALTER TABLE orders ADD COLUMN quote_claim_tx TEXT",
+        "ALTER TABLE orders ADD COLUMN quote_claimed_at INTEGER",
+        "CREATE UNIQUE INDEX orders_quote_swap_id ON orders (quote_swap_id)",
+        """
+        CREATE TABLE quote_locks (
+            swap_id       TEXT PRIMARY KEY,
+            chain_id      INTEGER NOT NULL,
+            rtc_order_id  TEXT NOT NULL,
+            order_id      TEXT,
+            tx_hash       TEXT NOT NULL,
+            block_number  INTEGER NOT NULL,
+            block_hash    TEXT NOT NULL,
+            log_index     INTEGER NOT NULL,
+            block_time    INTEGER NOT NULL,
+            buyer         TEXT NOT NULL,
+            seller        TEXT NOT NULL,
+            token         TEXT NOT NULL,
+            amount        TEXT NOT NULL,
+            hashlock      TEXT NOT NULL,
+            timelock      INTEGER NOT NULL,
+            valid         INTEGER NOT NULL CHECK (valid IN (0, 1)),
+            reason        TEXT,
+            state         TEXT NOT NULL CHECK (state IN ('open', 'claimed', 'refunded', 'reorged')),
+            claim_tx      TEXT,
+            claim_block   INTEGER,
+            preimage      TEXT,
+            refund_tx     TEXT,
+            seen_at       INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX quote_locks_order ON quote_locks (order_id, block_number, log_index)",
+        "CREATE INDEX quote_locks_hashlock ON quote_locks (hashlock)",
+        """
+        CREATE TABLE chain_cursor (
+            chain_id      INTEGER NOT NULL,
+            contract      TEXT NOT NULL,
+            block_number  INTEGER NOT NULL,
+            block_hash    TEXT NOT NULL,
+            PRIMARY KEY (chain_id, contract)
+        )
+        """,
+        "CREATE TABLE used_hashlocks (hashlock TEXT PRIMARY KEY, order_id TEXT NOT NULL, used_at INTEGER NOT NULL)",
+        "INSERT OR IGNORE INTO used_hashlocks SELECT htlc_hash, order_id, created_at FROM orders "
+        "WHERE htlc_hash IS NOT NULL",
+        # Every hashlock an order ever carries is remembered, by the database itself.
+        "CREATE TRIGGER orders_hashlock_inserted AFTER INSERT ON orders WHEN NEW.htlc_hash IS NOT NULL BEGIN "
+        "INSERT OR IGNORE INTO used_hashlocks VALUES (NEW.htlc_hash, NEW.order_id, NEW.created_at); END",
+        "CREATE TRIGGER orders_hashlock_updated AFTER UPDATE OF htlc_hash ON orders WHEN NEW.htlc_hash IS NOT NULL "
+        "BEGIN INSERT OR IGNORE INTO used_hashlocks VALUES (NEW.htlc_hash, NEW.order_id, NEW.updated_at); END",
+    ):
+        conn.execute(sql)
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
     (2, _v2),
     (3, _v3),
     (4, _v4),
+    (5, _v5),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).
@@ -234,5 +302,6 @@ ORDER_COLUMNS = frozenset({
     "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds", "payout_wallet",
     "payout_key", "payout_tx_hash", "payout_micro_rtc", "settling_at", "confirmed_at",
     "ended_at", "end_cause", "attention_reason", "expires_at", "escrow_tampered_at", "refund_key",
-    "refund_tx_hash", "refund_micro_rtc",
+    "refund_tx_hash", "refund_micro_rtc", "preimage_holder", "lock_by", "quote_leg_state", "quote_leg_reason",
+    "quote_lock_tx", "quote_swap_id", "quote_timelock", "quote_claim_tx", "quote_claimed_at",
 })

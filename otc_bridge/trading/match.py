@@ -7,6 +7,7 @@ from otc_bridge.context import Bridge
 from otc_bridge.domain.errors import Conflict, Gone, Invalid, NodeUnavailable
 from otc_bridge.domain.hashlock import new_preimage
 from otc_bridge.domain.order import Order
+from otc_bridge.domain.quote_lock import verified_on_chain
 from otc_bridge.domain.status import Status
 from otc_bridge.settlement.escrow_job import held_by_bridge, job_problem, read_job
 from otc_bridge.settlement.lock import escrow_intent, lock_escrow
@@ -41,7 +42,7 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
         changes = {"taker_wallet": verified.wallet, "taker_quote_address": quote_address}
         if order.side == "sell":
             to = Status.MATCHED
-            changes |= {"payout_wallet": verified.wallet, **_deadlines(bridge, now)}
+            changes |= {"payout_wallet": verified.wallet, **_deadlines(bridge, order, now)}
         else:
             to = Status.LOCKING
             secret, htlc_hash = new_preimage()
@@ -57,13 +58,20 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
             lock_escrow(step, title=f"OTC Bridge Escrow: {order_id} (taker)",
                         description=f"Escrowed RTC for OTC buy order match {order_id}. Buyer: {order.maker_wallet}.")
             order = step.move(Status.MATCHED, reason="taker escrow verified and held; waiting for the preimage",
-                              changes=_deadlines(bridge, bridge.now()))
+                              changes=_deadlines(bridge, order, bridge.now()))
     return order, secret
 
 
-def _deadlines(bridge: Bridge, matched_at: int) -> dict:
-    """``matched_at`` and ``settle_by`` (unix seconds) of a match made at ``matched_at``."""
-    return {"matched_at": matched_at, "settle_by": matched_at + bridge.config.settle_window_seconds}
+def _deadlines(bridge: Bridge, order: Order, matched_at: int) -> dict:
+    """``matched_at`` and ``settle_by`` (unix seconds) of a match made at ``matched_at``; for
+    a pair verified on chain also ``lock_by`` (the buyer's lock must be mined by then) and
+    the quote leg's first state (docs/protocol.md §12.2)."""
+    deadlines = {"matched_at": matched_at, "settle_by": matched_at + bridge.config.settle_window_seconds}
+    q = bridge.config.quote_chain
+    if bridge.chain is not None and verified_on_chain(order.pair, q.usdc_address):
+        deadlines |= {"lock_by": matched_at + q.lock_window_seconds, "quote_leg_state": "awaiting_lock",
+                      "quote_leg_reason": None}
+    return deadlines
 
 
 def _check_matchable(bridge: Bridge, order: Order, taker: str) -> None:

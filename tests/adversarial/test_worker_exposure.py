@@ -14,7 +14,7 @@ import json
 from attack_helpers import MALLORY, no_payout, order_row
 from bridge_support import ADMIN_TOKEN, WORKER, matched_sell
 
-from otc_bridge.trading.confirm import RELEASES_PAUSED
+from otc_bridge.settlement.settle import RELEASES_PAUSED
 
 
 def post_in_the_workers_name(dev_node, reward_rtc: float) -> str:
