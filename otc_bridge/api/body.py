@@ -73,6 +73,26 @@ def _is_json_type(declared: str) -> bool:
     return all(not param or re.fullmatch(r'charset="?utf-?8"?', param) for param in params)
 
 
+#: Deepest JSON nesting a body may have. Our bodies are two levels deep; the parser's own
+#: guard is the interpreter's recursion limit, which a library (web3 sets 100,000) can raise
+#: far past what a thread's C stack survives, so the depth is bounded before parsing.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _nesting(raw: bytes) -> int:
+    """The deepest bracket nesting of ``raw`` outside JSON strings (0 for a scalar)."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+    return deepest
+
+
 def json_object(allowed: Iterable[str]) -> dict[str, Any]:
     """The request body as a dict; unknown top-level fields are refused.
 
@@ -82,7 +102,7 @@ def json_object(allowed: Iterable[str]) -> dict[str, Any]:
     :func:`require_json_content_type`).
     """
     raw = _read_limited()
-    if not raw.strip():
+    if not raw.strip() or _nesting(raw) > MAX_JSON_DEPTH:
         raise Invalid("JSON body required")
     try:
         data = json.loads(raw, parse_float=Decimal, parse_constant=NonFinite)

@@ -4,6 +4,8 @@ Every refusal names the field and leaves the watched tables as they were."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from api_checks import snapshot
 from bridge_support import ADMIN_TOKEN, SELLER_ETH
@@ -184,3 +186,16 @@ def test_stats_carry_the_reference_rate(http_client):
         stats = http_client.get("/api/stats", query_string=query).get_json()["stats"]
         assert stats["reference_rate_usd"] == 0.1
     assert http_client.get("/api/orderbook").get_json()["reference_rate"] == 0.1
+
+
+def test_deep_json_is_refused_before_parsing_even_with_a_raised_recursion_limit(http_client):
+    """web3 raises the interpreter's recursion limit to 100,000 on import; the C JSON parser
+    would then recurse 30,000 frames deep on this body. The depth is bounded first."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        body = b"[" * 30_000 + b"]" * 30_000
+        response = http_client.post("/api/orders", data=body, content_type="application/json")
+    finally:
+        sys.setrecursionlimit(before)
+    assert response.status_code == 400 and response.get_json() == {"error": "JSON body required"}
