@@ -71,22 +71,35 @@ class BridgeClient:
 
     def create_order(self, wallet: Wallet, *, side: str, pair: str, amount_micro_rtc: int,
                      price_nano_quote: int, eth_address: str = "", ttl_seconds: int = 7 * 86400,
-                     **overrides: Any) -> tuple[int, dict]:
-        """Sign and send a create (amounts as exact integers)."""
+                     htlc_hash: str | None = None, **overrides: Any) -> tuple[int, dict]:
+        """Sign and send a create (amounts as exact integers); ``htlc_hash``: a buyer-held buy
+        order (sha256 of the maker's own preimage, 64 lower-case hex)."""
         bound = {"side": side, "pair": pair, "amount_micro_rtc": amount_micro_rtc,
                  "price_per_rtc_nano_quote": price_nano_quote, "ttl_seconds": ttl_seconds,
-                 "eth_address": eth_address}
+                 "eth_address": eth_address} | ({"htlc_hash": htlc_hash} if htlc_hash else {})
         body = {"side": side, "pair": pair, "wallet": wallet.address, "amount_micro_rtc": amount_micro_rtc,
                 "price_per_rtc_nano_quote": price_nano_quote, "ttl_seconds": ttl_seconds,
                 "eth_address": eth_address, "wallet_auth": wallet.auth("create_order", "create_order", bound)}
+        if htlc_hash:
+            body["htlc_hash"] = htlc_hash
         body.update(overrides)
         return self._call("POST", "/api/orders", json=body)
 
-    def match(self, wallet: Wallet, order_id: str, eth_address: str = "") -> tuple[int, dict]:
-        """Sign and send a match."""
+    def match(self, wallet: Wallet, order_id: str, eth_address: str = "", *,
+              htlc_hash: str | None = None) -> tuple[int, dict]:
+        """Sign and send a match; ``htlc_hash``: take a sell order buyer-held."""
+        bound = {"eth_address": eth_address} | ({"htlc_hash": htlc_hash} if htlc_hash else {})
         body = {"wallet": wallet.address, "eth_address": eth_address,
-                "wallet_auth": wallet.auth("match_order", order_id, {"eth_address": eth_address})}
+                "wallet_auth": wallet.auth("match_order", order_id, bound)}
+        if htlc_hash:
+            body["htlc_hash"] = htlc_hash
         return self._call("POST", f"/api/orders/{order_id}/match", json=body)
+
+    def reveal(self, wallet: Wallet, order_id: str, *, secret: str) -> tuple[int, dict]:
+        """A buyer-held reveal: the RTC buyer's signed confirm with its own preimage."""
+        body = {"secret": secret, "wallet": wallet.address,
+                "wallet_auth": wallet.auth("confirm_order", order_id, {})}
+        return self._call("POST", f"/api/orders/{order_id}/confirm", json=body)
 
     def confirm(self, order_id: str, *, secret: str, quote_tx: str, wallet: str | None = None) -> tuple[int, dict]:
         """Settle with the preimage (no signature: the preimage is the authority)."""

@@ -73,6 +73,7 @@ def _is_json_type(declared: str) -> bool:
     return all(not param or re.fullmatch(r'charset="?utf-?8"?', param) for param in params)
 
 
+_HASHLOCK = re.compile(r"[0-9a-f]{64}")
 #: Deepest JSON nesting a body may have. Our bodies are two levels deep; the parser's own
 #: guard is the interpreter's recursion limit, which a library (web3 sets 100,000) can raise
 #: far past what a thread's C stack survives, so the depth is bounded before parsing.
@@ -183,6 +184,18 @@ def quote_address(data: dict, pair: str, *, required: bool, why: str) -> str:
     if not pattern.fullmatch(value):
         kind = "a base58 Ergo address" if pair == "RTC/ERG" else "0x followed by 40 hex characters"
         raise Invalid(f"eth_address must be {kind} for {pair}", field="eth_address")
+    return value
+
+
+def htlc_hash(data: dict) -> str | None:
+    """``htlc_hash`` (buyer-held mode, docs/protocol.md §12.5): the sha256 of the RTC buyer's
+    own preimage, exactly 64 lower-case hex characters, or ``None`` when absent."""
+    value = data.get("htlc_hash")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HASHLOCK.fullmatch(value):
+        raise Invalid("htlc_hash must be 64 lower-case hex characters (sha256 of your 32-byte preimage)",
+                      field="htlc_hash")
     return value
 
 

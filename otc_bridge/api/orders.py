@@ -87,7 +87,7 @@ def create_order():
     b = bridge()
     cfg = b.config
     data = body.json_object({"side", "pair", "wallet", "amount_rtc", "amount_micro_rtc", "price_per_rtc",
-                             "price_per_rtc_nano_quote", "eth_address", "ttl_seconds", "wallet_auth"})
+                             "price_per_rtc_nano_quote", "eth_address", "ttl_seconds", "wallet_auth", "htlc_hash"})
     ttl = body.integer(data, "ttl_seconds", cfg.default_order_ttl_seconds)
     if not 3600 <= ttl <= cfg.max_order_ttl_seconds:
         raise Invalid(f"ttl_seconds must be between 3600 and {cfg.max_order_ttl_seconds} (the escrow "
@@ -107,7 +107,7 @@ def create_order():
                                  why="the seller's quote-chain address that the buyer's HTLC pays")
     req = create.CreateRequest(side=side, pair=pair, wallet=wallet, quote_address=address,
                                amount_micro_rtc=amount, price_nano_quote=price, ttl_seconds=ttl,
-                               wallet_auth=data.get("wallet_auth"))
+                               wallet_auth=data.get("wallet_auth"), htlc_hash=body.htlc_hash(data))
     created = create.create_order(b, req)
     order = created.order
     out = {"ok": True, **views.order_view(order), "expires_in_hours": round(ttl / 3600, 1)}
@@ -151,20 +151,25 @@ def get_order(order_id: str):
 def match_order(order_id: str):
     """Take an order. For a buy order the taker (RTC seller) locks escrow and gets the preimage."""
     b = bridge()
-    data = body.json_object({"wallet", "eth_address", "wallet_auth"})
+    data = body.json_object({"wallet", "eth_address", "wallet_auth", "htlc_hash"})
     wallet = body.text(data, "wallet", required=True)
     order = orders.get_order(b.db.connection(), order_id)
     pair = order.pair if order else "RTC/USDC"
     taker_sells = order is not None and order.side == "buy"
     address = body.quote_address(data, pair, required=taker_sells,
                                  why="the RTC seller's quote-chain address that the buyer's HTLC pays")
-    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"))
+    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"),
+                                      htlc_hash=body.htlc_hash(data))
     out = {"ok": True, **views.order_view(order),
            "settlement_instructions": _instructions(b, order)}
     if secret:
         out["htlc_secret"] = secret
         out["message"] = ("RTC locked in escrow. SAVE htlc_secret NOW: it is shown only once. Claim the "
                           "buyer's quote HTLC with it, then confirm here to release the RTC.")
+    elif order.buyer_holds_preimage:
+        out["message"] = ("Order matched, buyer-held: lock the quote amount in our HTLC with your htlc_hash "
+                          "before lock_by, wait until quote_leg is 'locked', then reveal your preimage with a "
+                          "signed confirm. The bridge claims the HTLC for the seller after your RTC payout.")
     else:
         out["message"] = "Order matched. Lock the quote amount in an HTLC as instructed before settle_by."
     return jsonify(out)
@@ -174,12 +179,15 @@ def match_order(order_id: str):
 def confirm_order(order_id: str):
     """Settle with the preimage. 200 for every settlement outcome; ``ok`` only when completed."""
     b = bridge()
-    data = body.json_object({"wallet", "quote_tx", "secret"})
+    data = body.json_object({"wallet", "quote_tx", "secret", "wallet_auth"})
     wallet = body.text(data, "wallet", required=False)
-    quote_tx = body.quote_tx(data)
     secret = body.text(data, "secret", required=True,
                        message="HTLC secret (preimage) required to confirm settlement")
-    order = confirm.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet)
+    # A buyer-held reveal needs no quote_tx (the bridge verified the lock on chain itself);
+    # the confirm service requires it for every other order.
+    quote_tx = body.quote_tx(data) if "quote_tx" in data else None
+    order = confirm.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet,
+                                  wallet_auth=data.get("wallet_auth"))
     return jsonify(_confirm_response(order))
 
 

@@ -72,7 +72,9 @@ def order_view(order: Order) -> dict[str, Any]:
         view["seller_secret_void"] = True  # the buyer's hashlock replaced the one made at create
     if order.escrow_tampered_at is not None and order.status != Status.COMPLETED:
         view["escrow_notice"] = TAMPER_NOTICE
-    if order.status == Status.COMPLETED:
+    if order.status == Status.COMPLETED or (order.buyer_holds_preimage and order.status == Status.PAYOUT_PENDING):
+        # Buyer-held: once the payout is committed the seller may read the preimage and claim
+        # the lock himself (the bridge claims for him too): docs/protocol.md §12.5.
         view["htlc_secret"] = order.htlc_secret
     return view
 

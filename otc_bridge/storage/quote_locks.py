@@ -112,6 +112,11 @@ def set_cursor(conn: sqlite3.Connection, chain_id: int, contract: str, number: i
                  "block_hash = excluded.block_hash", (chain_id, contract.lower(), number, block_hash))
 
 
+def hashlock_used(conn: sqlite3.Connection, hashlock: str) -> bool:
+    """True if any order ever carried ``hashlock``."""
+    return conn.execute("SELECT 1 FROM used_hashlocks WHERE hashlock = ?", (hashlock.lower(),)).fetchone() is not None
+
+
 def hashlock_unused_guard(hashlock: str) -> str:
     """A condition for a compare-and-swap that sets ``hashlock`` (64 lower-case hex, checked
     by the caller, so it is safe inside SQL): no order ever used it. ``used_hashlocks`` is

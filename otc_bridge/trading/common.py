@@ -8,8 +8,9 @@ import secrets
 
 from otc_bridge.context import Bridge
 from otc_bridge.domain import money, wallets
-from otc_bridge.domain.errors import BridgeError, NodeUnavailable, NotFound
+from otc_bridge.domain.errors import BridgeError, Invalid, NodeUnavailable, NotFound
 from otc_bridge.domain.order import Order
+from otc_bridge.domain.quote_lock import verified_on_chain
 from otc_bridge.node.amounts import expected_escrow_micro_rtc
 from otc_bridge.storage import orders, signatures
 
@@ -31,6 +32,19 @@ def verify_and_burn(bridge: Bridge, wallet: str, wallet_auth: object, action: st
     except wallets.AuthError as exc:
         raise BridgeError(exc.code, http_status=401) from None
     return verified
+
+
+#: The 409 for a buyer-held hashlock some order already carried (docs/protocol.md §12.5).
+HASHLOCK_REUSED = "htlc_hash was used by an earlier order; make a new preimage and send its sha256"
+
+
+def check_buyer_held(bridge: Bridge, pair: str) -> None:
+    """The buyer-held mode needs a lock the bridge can verify: an ETH or USDC pair on a bridge
+    watching the chain. Raises 400 naming ``htlc_hash`` otherwise."""
+    q = bridge.config.quote_chain
+    if bridge.chain is None or q is None or not verified_on_chain(pair, q.usdc_address):
+        raise Invalid(f"htlc_hash (buyer-held mode) needs a quote lock verified on chain; {pair} is settled on "
+                      "evidence here", field="htlc_hash")
 
 
 def new_order_id() -> str:

@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 from otc_bridge.context import Bridge
 from otc_bridge.domain import money
+from otc_bridge.domain.errors import Conflict, Invalid
 from otc_bridge.domain.hashlock import new_preimage
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 from otc_bridge.settlement.lock import escrow_intent, lock_escrow
 from otc_bridge.settlement.record import Step
-from otc_bridge.storage import orders
-from otc_bridge.trading.common import new_order_id, require_rtc_balance, verify_and_burn
+from otc_bridge.storage import orders, quote_locks
+from otc_bridge.trading.common import (
+    HASHLOCK_REUSED,
+    check_buyer_held,
+    new_order_id,
+    require_rtc_balance,
+    verify_and_burn,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class CreateRequest:
     price_nano_quote: int
     ttl_seconds: int
     wallet_auth: object
+    htlc_hash: str | None = None  # buyer-held buy order: sha256 of the maker's own preimage
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,12 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
     bound = {"side": req.side, "pair": req.pair, "amount_micro_rtc": req.amount_micro_rtc,
              "price_per_rtc_nano_quote": req.price_nano_quote, "ttl_seconds": req.ttl_seconds,
              "eth_address": req.quote_address}
+    if req.htlc_hash is not None:
+        if req.side != "buy":
+            raise Invalid("htlc_hash is sent by the RTC buyer: on a buy order's create or a sell order's match",
+                          field="htlc_hash")
+        check_buyer_held(bridge, req.pair)
+        bound["htlc_hash"] = req.htlc_hash  # the signature binds the buyer's hashlock
     verified = verify_and_burn(bridge, req.wallet, req.wallet_auth, "create_order", "create_order", bound)
     if req.side == "sell":
         require_rtc_balance(bridge, verified.wallet, req.amount_micro_rtc, "Insufficient RTC balance")
@@ -69,7 +83,11 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
     if req.side == "sell":
         job_ttl = req.ttl_seconds + bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
         columns.update(escrow_intent(order_id, 1, verified.wallet, req.amount_micro_rtc, job_ttl))
+    if req.htlc_hash is not None:
+        columns |= {"htlc_hash": req.htlc_hash, "preimage_holder": "buyer"}
     with bridge.db.transaction() as tx:
+        if req.htlc_hash is not None and quote_locks.hashlock_used(tx.conn, req.htlc_hash):
+            raise Conflict(HASHLOCK_REUSED)
         order = orders.insert_order(tx, columns, actor=verified.wallet, reason="order created", now=now)
     if req.side == "buy":
         return Created(order, None)

@@ -13,12 +13,19 @@ from otc_bridge.settlement.escrow_job import held_by_bridge, job_problem, read_j
 from otc_bridge.settlement.lock import escrow_intent, lock_escrow
 from otc_bridge.settlement.record import Step
 from otc_bridge.settlement.refund import safe_refund_escrow
+from otc_bridge.storage import quote_locks
 from otc_bridge.storage.orders import ConcurrentUpdate
-from otc_bridge.trading.common import order_or_404, require_rtc_balance, verify_and_burn
+from otc_bridge.trading.common import (
+    HASHLOCK_REUSED,
+    check_buyer_held,
+    order_or_404,
+    require_rtc_balance,
+    verify_and_burn,
+)
 
 
 def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
-                wallet_auth: object) -> tuple[Order, str | None]:
+                wallet_auth: object, *, htlc_hash: str | None = None) -> tuple[Order, str | None]:
     """Take an open order; returns ``(order, htlc_secret)`` (secret only for a buy order,
     whose taker is the RTC seller and locks escrow now).
 
@@ -28,9 +35,19 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
     :func:`~otc_bridge.trading.common.require_rtc_balance`), 409 when another match won,
     409 when a sell order's escrow is no longer held on the node (recorded, alerted).
     """
-    verified = verify_and_burn(bridge, wallet, wallet_auth, "match_order", order_id, {"eth_address": quote_address})
+    bound = {"eth_address": quote_address} | ({"htlc_hash": htlc_hash} if htlc_hash is not None else {})
+    verified = verify_and_burn(bridge, wallet, wallet_auth, "match_order", order_id, bound)
     order = order_or_404(bridge, order_id)
     _check_matchable(bridge, order, verified.wallet)
+    guard = None
+    if htlc_hash is not None:  # buyer-held: the taker of a sell order is the RTC buyer
+        if order.side != "sell":
+            raise Invalid("htlc_hash is sent by the RTC buyer: on a buy order's create or a sell order's match",
+                          field="htlc_hash")
+        check_buyer_held(bridge, order.pair)
+        if quote_locks.hashlock_used(bridge.db.connection(), htlc_hash):
+            raise Conflict(HASHLOCK_REUSED)
+        guard = quote_locks.hashlock_unused_guard(htlc_hash)  # the same rule, race-free, in the CAS
     if order.side == "buy":  # the taker sells RTC: its escrow is locked below
         require_rtc_balance(bridge, verified.wallet, order.amount_micro_rtc,
                             "Insufficient RTC balance to fill this buy order")
@@ -43,16 +60,25 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
         if order.side == "sell":
             to = Status.MATCHED
             changes |= {"payout_wallet": verified.wallet, **_deadlines(bridge, order, now)}
+            if htlc_hash is not None:  # the seller's creation-time preimage is void from now on
+                changes |= {"htlc_hash": htlc_hash, "preimage_holder": "buyer"}
         else:
             to = Status.LOCKING
-            secret, htlc_hash = new_preimage()
+            if order.buyer_holds_preimage:  # the maker (RTC buyer) chose the hashlock at create
+                htlc_hash = order.htlc_hash
+            else:
+                secret, htlc_hash = new_preimage()
             ttl = bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
             changes |= {"htlc_hash": htlc_hash, "payout_wallet": order.maker_wallet,
                         **escrow_intent(order_id, order.order_version + 1, verified.wallet, order.amount_micro_rtc,
                                         ttl)}
         try:
-            order = step.move(to, actor=verified.wallet, reason="taker matched the order", changes=changes)
+            order = step.move(to, actor=verified.wallet, reason="taker matched the order", changes=changes,
+                              guard=guard)
         except ConcurrentUpdate:
+            if htlc_hash is not None and quote_locks.hashlock_used(bridge.db.connection(), htlc_hash) \
+                    and order.side == "sell":
+                raise Conflict(HASHLOCK_REUSED) from None
             raise Conflict("Order was matched by someone else") from None
         if order.side == "buy":
             lock_escrow(step, title=f"OTC Bridge Escrow: {order_id} (taker)",

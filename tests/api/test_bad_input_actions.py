@@ -191,7 +191,8 @@ CONFIRM_CASES = {
     "wallet_stranger": ({"wallet": STRANGER}, 403, "Only the RTC seller or buyer can confirm settlement", None),
     "wallet_not_native": ({"wallet": "alice"}, 403, "Only the RTC seller or buyer can confirm settlement", None),
     "wallet_number": ({"wallet": 5}, 400, "wallet must be a string", "wallet"),
-    "wallet_auth_not_a_confirm_field": ({"wallet_auth": {}}, 400, "unknown field: wallet_auth", "wallet_auth"),
+    # wallet_auth is a confirm field since the buyer-held reveal (docs/protocol.md §12.5); htlc_hash is not.
+    "htlc_hash_not_a_confirm_field": ({"htlc_hash": "00" * 32}, 400, "unknown field: htlc_hash", "htlc_hash"),
     "unknown_field": ({"amount_rtc": "1"}, 400, "unknown field: amount_rtc", "amount_rtc"),
 }
 

@@ -1,0 +1,174 @@
+"""The buyer-held mode on anvil (docs/protocol.md §12.5): the RTC buyer chooses the hashlock,
+locks, reveals only against a verified lock, and the bridge claims the lock for the seller
+once the buyer's payout is committed. Neither trader can lose funds to the other."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from bridge_support import WORKER
+from quote_helpers import AMOUNT_MICRO_RTC, PRICE_NANO_QUOTE, due_base_units, run_pass, view
+
+from otc_bridge.client import Wallet
+
+FUNDED = 1000 * 10**6
+
+
+def preimage() -> tuple[str, str]:
+    """``(preimage, htlc_hash)`` as 64 lower-case hex each."""
+    raw = secrets.token_bytes(32)
+    return raw.hex(), hashlib.sha256(raw).hexdigest()
+
+
+def sell_matched_buyer_held(api, evm, seller: Wallet, buyer: Wallet, pair: str = "RTC/ETH"):
+    status, created = api.create_order(seller, side="sell", pair=pair, amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                       price_nano_quote=PRICE_NANO_QUOTE, eth_address=evm.accounts["seller"].address)
+    assert status == 201, created
+    secret, htlc_hash = preimage()
+    status, body = api.match(buyer, created["order_id"], evm.accounts["buyer"].address, htlc_hash=htlc_hash)
+    assert status == 200, body
+    return created["order_id"], secret, htlc_hash, body
+
+
+def lock(evm, order_id: str, htlc_hash: str, *, pair: str = "RTC/ETH", hours: int = 6):
+    account, seller = evm.accounts["buyer"], evm.accounts["seller"].address
+    timelock = evm.latest_timestamp() + hours * 3600 + 60
+    if pair == "RTC/ETH":
+        created, _ = evm.htlc.create_swap_eth(account.signer, seller=seller, hashlock=bytes.fromhex(htlc_hash),
+                                              timelock=timelock, rtc_order_id=order_id,
+                                              amount_wei=due_base_units(pair))
+    else:
+        evm.usdc.approve(account.signer, evm.htlc.address, due_base_units(pair))
+        created, _ = evm.htlc.create_swap_erc20(account.signer, seller=seller, token=evm.usdc.address,
+                                                amount=due_base_units(pair), hashlock=bytes.fromhex(htlc_hash),
+                                                timelock=timelock, rtc_order_id=order_id)
+    return created
+
+
+def test_eth_sell_order_end_to_end(api, bridge, evm, dev_node, seller, buyer):
+    order_id, secret, htlc_hash, matched = sell_matched_buyer_held(api, evm, seller, buyer)
+    instructions = matched["settlement_instructions"]
+    assert instructions["preimage_holder"] == "buyer" and "warning" not in instructions
+    assert instructions["htlc_hash"] == htlc_hash and matched["seller_secret_void"] is True
+    assert "htlc_secret" not in matched
+    created = lock(evm, order_id, htlc_hash)
+    run_pass(bridge)
+    assert view(api, order_id)["quote_leg"]["state"] == "locked"
+
+    seller_eth = evm.w3.eth.get_balance(evm.accounts["seller"].address)
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 200 and body["status"] == "payout_pending", body
+    assert view(api, order_id)["htlc_secret"] == secret  # payout committed: the seller may read it
+    summary = run_pass(bridge)
+    assert summary["quote_claims_sent"] == 1
+    run_pass(bridge)  # the claim was mined (automine): the watcher records it
+    leg = view(api, order_id)["quote_leg"]
+    assert leg["state"] == "claimed" and leg["swap_id"] == "0x" + created.swap_id.hex()
+    # The seller got exactly the locked amount and paid no gas: the bridge's claimer did.
+    assert evm.w3.eth.get_balance(evm.accounts["seller"].address) == seller_eth + due_base_units("RTC/ETH")
+    assert dev_node.confirm_pending() == 1
+    run_pass(bridge)
+    assert view(api, order_id)["status"] == "completed"
+    assert dev_node.balance(buyer.address) == FUNDED + AMOUNT_MICRO_RTC
+
+
+def test_usdc_buy_order_end_to_end(api, bridge, evm, dev_node, seller, buyer):
+    secret, htlc_hash = preimage()
+    status, created = api.create_order(buyer, side="buy", pair="RTC/USDC", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                       price_nano_quote=PRICE_NANO_QUOTE, eth_address=evm.accounts["buyer"].address,
+                                       htlc_hash=htlc_hash)
+    assert status == 201, created
+    order_id = created["order_id"]
+    status, matched = api.match(seller, order_id, evm.accounts["seller"].address)
+    assert status == 200 and "htlc_secret" not in matched, matched  # the taker never learns a preimage
+    assert matched["htlc_hash"] == htlc_hash
+    lock(evm, order_id, htlc_hash, pair="RTC/USDC")
+    run_pass(bridge)
+    before = evm.usdc.balance_of(evm.accounts["seller"].address)
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 200 and body["status"] == "payout_pending", body
+    run_pass(bridge)
+    run_pass(bridge)
+    assert evm.usdc.balance_of(evm.accounts["seller"].address) == before + due_base_units("RTC/USDC")
+    dev_node.confirm_pending()
+    run_pass(bridge)
+    assert view(api, order_id)["status"] == "completed"
+    assert dev_node.balance(buyer.address) == FUNDED + AMOUNT_MICRO_RTC
+    assert dev_node.balance(seller.address) < FUNDED - AMOUNT_MICRO_RTC  # sold: reward + the node's fee
+
+
+def _signed_reveal(api, wallet: Wallet, order_id: str, secret: str, timestamp: int):
+    body = {"secret": secret, "wallet": wallet.address,
+            "wallet_auth": wallet.auth("confirm_order", order_id, {}, timestamp=timestamp)}
+    response = api.session.post(f"{api.base_url}/api/orders/{order_id}/confirm", json=body, timeout=30)
+    return response.status_code, response.json()
+
+
+def test_reveal_refusals_store_nothing(api, bridge, evm, dev_node, seller, buyer):
+    order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    t = evm.latest_timestamp()  # each refused reveal burns its signature: sign each one anew
+    status, body = _signed_reveal(api, buyer, order_id, secret, t)  # no lock yet
+    assert status == 409 and "No verified quote lock" in body["error"], body
+    status, body = _signed_reveal(api, buyer, order_id, "zz" * 32, t + 1)
+    assert status == 400 and body["field"] == "secret", body
+    status, body = _signed_reveal(api, seller, order_id, secret, t + 2)  # the seller may not reveal
+    assert status == 403, body
+    status, body = api.confirm(order_id, secret=secret, quote_tx="0xabc")  # unsigned
+    assert status == 403, body
+    created = lock(evm, order_id, htlc_hash, hours=4)
+    run_pass(bridge)
+    assert view(api, order_id)["quote_leg"]["state"] == "locked"
+    late = evm.increase_time(created.timelock - evm.latest_timestamp() - 7200 + 1)  # past timelock - margin
+    status, body = _signed_reveal(api, buyer, order_id, secret, late)
+    assert status == 409 and "Too late" in body["error"], body
+    stored = bridge.db.read_one("SELECT status, htlc_secret FROM orders WHERE order_id = ?", (order_id,))
+    assert (stored["status"], stored["htlc_secret"]) == ("matched", None)
+    assert dev_node.balance(buyer.address) == FUNDED
+
+
+def test_hashlock_reuse_and_misplaced_htlc_hash_are_refused(api, bridge, evm, seller, buyer):
+    order_id, _, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    status, created = api.create_order(seller, side="sell", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                       price_nano_quote=PRICE_NANO_QUOTE + 1,
+                                       eth_address=evm.accounts["seller"].address)
+    assert status == 201, created
+    status, body = api.match(buyer, created["order_id"], evm.accounts["buyer"].address, htlc_hash=htlc_hash)
+    assert status == 409 and "used by an earlier order" in body["error"], body
+    # The seller's own creation-time hashlock counts as used too.
+    status, body = api.match(buyer, created["order_id"], evm.accounts["buyer"].address,
+                             htlc_hash=created["htlc_hash"])
+    assert status == 409, body
+    status, body = api.create_order(seller, side="sell", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                    price_nano_quote=PRICE_NANO_QUOTE + 2, eth_address=evm.accounts["seller"].address,
+                                    htlc_hash=preimage()[1])
+    assert status == 400 and body["field"] == "htlc_hash", body
+    status, body = api.create_order(buyer, side="buy", pair="RTC/ERG", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                    price_nano_quote=PRICE_NANO_QUOTE, htlc_hash=preimage()[1],
+                                    eth_address="9" + "f" * 50)
+    assert status == 400 and body["field"] == "htlc_hash", body
+
+
+def test_a_seller_clawback_before_the_reveal_costs_the_buyer_nothing(api, bridge, evm, dev_node, seller, buyer):
+    """The seller takes the escrow back on the node (deliver as the worker, dispute and cancel
+    as the poster) after the buyer locked. The reveal is refused, nothing is published, and
+    the buyer refunds the lock after its timelock: each side keeps what it had."""
+    order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    created = lock(evm, order_id, htlc_hash)
+    run_pass(bridge)
+    job_id = view(api, order_id)["escrow_job_id"]
+    for action, who in (("deliver", {"worker_wallet": WORKER, "result_summary": "x"}),
+                        ("dispute", {"poster_wallet": seller.address, "reason": "x"}),
+                        ("cancel", {"poster_wallet": seller.address})):
+        assert dev_node.post(f"/agent/jobs/{job_id}/{action}", who).status_code == 200, action
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 409 and "taken back" in body["error"], body
+    assert bridge.db.read_one("SELECT htlc_secret FROM orders WHERE order_id = ?", (order_id,))[0] is None
+    buyer_eth = evm.w3.eth.get_balance(evm.accounts["buyer"].address)
+    evm.increase_time(created.timelock - evm.latest_timestamp() + 1)
+    receipt = evm.htlc.refund(evm.accounts["claimer"].signer, created.swap_id)  # anyone may send it
+    assert receipt["status"] == 1
+    assert evm.w3.eth.get_balance(evm.accounts["buyer"].address) == buyer_eth + due_base_units("RTC/ETH")
+    assert dev_node.balance(seller.address) == FUNDED  # the seller has the RTC back, and no ETH
+    assert dev_node.balance(buyer.address) == FUNDED
+
