@@ -34,22 +34,35 @@ MAX_JOB_PAGES = 20
 _PAGE = 100  # the node's maximum page (docs/escrow-node.md §1.8)
 
 
+#: Attempts at one consistent (queue, balance) reading before the check waits for the next pass.
+_READS = 3
+
+
 def check_coverage(bridge: Bridge, counts: Counter) -> None:
     """Compare the worker's confirmed balance with what is queued from it (micro-RTC); set or
     clear the ``releases`` pause and alert on a new breach. An unreadable balance changes
     nothing (logged; the next pass checks again)."""
     worker, conn = bridge.config.worker_wallet, bridge.db.connection()
-    listed, queued, cut = bridge.node.pending_debits_micro_rtc(worker)
-    result, balance = bridge.node.balance_micro_rtc(worker)
-    if queued is None or balance is None:
-        log.warning("worker balance or queue unreadable (%s); coverage not checked this pass",
-                    (listed if queued is None else result).error)
+    for _ in range(_READS):
+        listed, queued, cut = bridge.node.pending_debits_micro_rtc(worker)
+        result, balance = bridge.node.balance_micro_rtc(worker)
+        if queued is None or balance is None:
+            log.warning("worker balance or queue unreadable (%s); coverage not checked this pass",
+                        (listed if queued is None else result).error)
+            return
+        if cut:  # the node lists only its newest 500 rows: never count less than the bridge knows
+            queued = max(queued, orders.queued_from_worker_micro_rtc(conn))
+        owed = queued + orders.held_for_matches_micro_rtc(conn)
+        covered = balance >= owed
+        # The queue and the balance are two reads: a transfer the node confirmed between them
+        # is counted twice (still queued, already debited). A breach counts only if the queue
+        # reads the same again right after the balance.
+        if covered or bridge.node.pending_debits_micro_rtc(worker)[1] == queued:
+            break
+    else:
+        log.warning("worker queue kept moving during %d coverage reads; checked again next pass", _READS)
         return
-    if cut:  # the node lists only its newest 500 rows: never count less than the bridge knows
-        queued = max(queued, orders.queued_from_worker_micro_rtc(conn))
-    owed = queued + orders.held_for_matches_micro_rtc(conn)
     now = bridge.now()
-    covered = balance >= owed
     heartbeats.record_pass(bridge.db, "coverage", {"balance_micro_rtc": balance, "owed_micro_rtc": owed,
                                                    "covered": int(covered)}, now)
     with bridge.db.transaction() as tx:
