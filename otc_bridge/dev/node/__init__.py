@@ -22,6 +22,9 @@ Dev-only endpoints (no key; never rate limited nor faulted):
   ``/pending/confirm``.
 * ``GET /dev/state``: every balance, their sum, ``minted_i64``, ``agent_escrow_i64``, the
   escrow locked by jobs, the pending pool by status and the jobs by status.
+* ``GET /dev/stats``: requests received since the process started, by method and route
+  (``"POST /agent/jobs/<job_id>/claim"``), with their handling time (``stats.py``); counting
+  changes no answer.
 * ``GET|POST|DELETE /dev/faults``: list, add (object or list) or clear fault rules. A rule:
   ``{"endpoint": "POST /agent/jobs/<job_id>/accept" | "*", "kind": "timeout_after" |
   "drop_before" | "error_5xx" | "latency" | "rate_limit", "count"?: N,

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import common, dev, jobs, jobs_read, pending, store, wallet
+from . import common, dev, jobs, jobs_read, pending, stats, store, wallet
 from . import faults as fault_rules
 
 MIN_ADMIN_KEY_LENGTH = 32  # the real node exits at start with a shorter RC_ADMIN_KEY
@@ -59,8 +59,10 @@ def create_app(
         rate_limit_max=admin_rate_limit_max,
         rate_limit_window_seconds=admin_rate_limit_window_seconds,
     )
-    # Hook order matters: faults first (a faulted call never reaches the rate limiter, and
+    # Hook order matters: the request counter first (it only counts, so every request is
+    # counted, faulted or not), then faults (a faulted call never reaches the rate limiter, and
     # its after-request delay runs after every other after-request hook).
+    stats.install(app)
     fault_rules.install(app)
     common.install(app)
     common.install_rate_limit(

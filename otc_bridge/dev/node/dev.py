@@ -11,9 +11,9 @@ import sqlite3
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
-from . import escrow, faults, pending, store
+from . import escrow, faults, pending, stats, store
 from .common import Answer, error, json_body, json_object
 from .store import I64_MAX, MICRO_PER_RTC, db, to_rtc, transaction
 
@@ -170,6 +170,14 @@ def state() -> Answer:
                     for row in pending_rows},
         "jobs_by_status": {row["status"]: row["n"] for row in jobs},
     }), 200
+
+
+@bp.get("/dev/stats")
+def request_stats() -> Answer:
+    """Requests this process received since it started, by method and route (``stats.py``):
+    ``{"ok", "since", "total", "requests": {"POST /agent/jobs": n, ...}, "seconds": {...}}``,
+    ``seconds`` being the wall time spent handling them. This request is counted too."""
+    return jsonify({"ok": True, **stats.current(current_app).snapshot()}), 200
 
 
 @bp.get("/dev/faults")
