@@ -5,7 +5,8 @@ default (dev escrow node + bridge on 127.0.0.1, SQLite files under ``./data``);
 ``demo`` drives two scripted traders through a sell-order and a buy-order swap against a
 running bridge; ``devnode``, ``init-db``, ``reconcile`` and ``worker`` (the outbox: webhooks
 and operator alerts) do one thing each. ``attention``, ``audit``, ``redrive-payout`` and
-``resolve`` are the operator's tools (docs/protocol.md §7).
+``resolve`` are the operator's tools (docs/protocol.md §7). ``backup``, ``restore`` and
+``replication`` keep copies of the database (docs/backups.md).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def main(log_level: str, log_format: str) -> None:
 @click.option("--workers", type=int, default=2, show_default=True, help="gunicorn worker processes")
 @click.option("--threads", type=int, default=4, show_default=True,
               help="API threads per worker; each worker also gets one per stream slot (OTC_STREAM_MAX_CLIENTS)")
-def serve(host, port, db_path, node_url, workers, threads) -> None:
+@click.option("--replicate", is_flag=True,
+              help="run Litestream beside the bridge, replicating the database (docs/backups.md)")
+def serve(host, port, db_path, node_url, workers, threads, replicate) -> None:
     """Run the bridge under gunicorn (production WSGI server; bounds in docs/serving.md)."""
     cfg = _config(OTC_HOST=host, OTC_PORT=port, OTC_DB_PATH=db_path, RUSTCHAIN_NODE=node_url)
     if not cfg.node_url:
@@ -63,7 +66,12 @@ def serve(host, port, db_path, node_url, workers, threads) -> None:
                                "(for a local dev node and bridge, run `otc-bridge dev`)")
     from otc_bridge.serving import serve_forever
 
-    serve_forever(cfg, workers=workers, threads=threads)
+    side_car = _start_replication(cfg) if replicate else None
+    try:
+        serve_forever(cfg, workers=workers, threads=threads)
+    finally:
+        if side_car is not None:
+            side_car.stop()  # a no-op in the gunicorn workers, forks that unwind through here too
 
 
 @main.command()
@@ -255,6 +263,107 @@ def resolve(db_path, node_url, order_id, to, reason, operator_name) -> None:
     except BridgeError as exc:
         raise _refused(exc) from None
     click.echo(json.dumps({"ok": True, "order_id": order_id, "status": order.status}, sort_keys=True))
+
+
+# --- backups and replication (docs/backups.md) -----------------------------------------------------
+
+def _start_replication(cfg: Config):
+    from otc_bridge.serving import replication
+
+    try:
+        return replication.start(cfg, os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from None
+    except replication.ReplicationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _progress(label: str):
+    """A ``report(copied, total)`` printing whole-ten percent steps on stderr."""
+    shown = [-1]
+
+    def report(copied: int, total: int) -> None:
+        tenth = copied * 10 // max(total, 1)
+        if tenth != shown[0]:
+            shown[0] = tenth
+            click.echo(f"{label}: {tenth * 10}% of {total} pages", err=True)
+    return report
+
+
+@main.command()
+@click.argument("destination", type=click.Path(dir_okay=True, file_okay=True))
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+@click.option("--force", is_flag=True, help="replace DESTINATION if it exists")
+def backup(destination, db_path, force) -> None:
+    """Copy the live database to DESTINATION (a file, or a directory to name one in), verified."""
+    from otc_bridge.storage import backup as backups
+
+    cfg = _config(OTC_DB_PATH=db_path)
+    try:
+        done = backups.backup(cfg.db_path, destination, overwrite=force, report=_progress("backup"))
+    except backups.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"ok": True, **done.as_dict()}, sort_keys=True))
+
+
+@main.command()
+@click.argument("source", required=False, type=click.Path(dir_okay=False))
+@click.option("--db", "db_path", help="the database to restore (OTC_DB_PATH)")
+@click.option("--force", is_flag=True, help="replace an existing database (kept aside as <db>.pre-restore-<time>)")
+@click.option("--from-replica", is_flag=True, help="restore from the Litestream replica instead of SOURCE")
+@click.option("--replica-url", help="with --from-replica: file:///dir or s3://bucket/path (default: the "
+                                    "configured replica, OTC_LITESTREAM_CONFIG or OTC_REPLICA_DIR)")
+@click.option("--timestamp", help="with --from-replica: the state at this RFC 3339 time (default: the newest)")
+def restore(source, db_path, force, from_replica, replica_url, timestamp) -> None:
+    """Make SOURCE (a backup) or the replica the bridge's database, verified; never while in use."""
+    from otc_bridge.serving import replication
+    from otc_bridge.storage import backup as backups
+
+    if bool(source) == from_replica:
+        raise click.UsageError("give either SOURCE or --from-replica")
+    if (replica_url or timestamp) and not from_replica:
+        raise click.UsageError("--replica-url and --timestamp go with --from-replica")
+    cfg = _config(OTC_DB_PATH=db_path)
+    try:
+        if from_replica:
+            done = replication.restore_from_replica(cfg.db_path, os.environ, force=force, replica_url=replica_url,
+                                                    timestamp=timestamp)
+        else:
+            done = backups.restore(source, cfg.db_path, force=force, report=_progress("restore")).as_dict()
+    except ConfigError as exc:
+        raise click.UsageError(f"configuration error: {exc}") from None
+    except (backups.BackupError, replication.ReplicationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"ok": True, **done}, sort_keys=True))
+    click.echo("restored; before serving, run `otc-bridge audit` (docs/backups.md, after a restore)", err=True)
+
+
+@main.group()
+def replication() -> None:
+    """Litestream, the replication side-car of `serve --replicate` (docs/backups.md)."""
+
+
+@replication.command("install")
+def replication_install() -> None:
+    """Install the pinned Litestream into the tool cache (npm) and print its path."""
+    from otc_bridge.serving import replication as side_car
+
+    try:
+        click.echo(side_car.install(os.environ))
+    except side_car.ReplicationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@replication.command("config")
+@click.option("--db", "db_path", help="SQLite file (OTC_DB_PATH)")
+@click.option("--replica-dir", help="replica directory (OTC_REPLICA_DIR, default <db>-replica)")
+def replication_config(db_path, replica_dir) -> None:
+    """Print the file-replica Litestream configuration `serve --replicate` renders."""
+    from otc_bridge.serving import replication as side_car
+
+    cfg = _config(OTC_DB_PATH=db_path)
+    replica = replica_dir or os.environ.get("OTC_REPLICA_DIR") or side_car.default_replica_dir(cfg.db_path)
+    click.echo(side_car.render_file_config(cfg.db_path, replica), nl=False)
 
 
 @main.command()
