@@ -95,6 +95,10 @@ def create_order():
                       field="ttl_seconds")
     side = _side(data.get("side"))
     pair = _pair(data.get("pair"))
+    if ttl > cfg.max_order_ttl_for(pair):  # an EVM pair's escrow also outlives any quote lock
+        raise Invalid(f"ttl_seconds must be at most {cfg.max_order_ttl_for(pair)} for {pair} (its escrow must "
+                      "outlive the order, the settle window and the longest quote-lock timelock within the "
+                      "node's 30-day job TTL)", field="ttl_seconds")
     wallet = _wallet(data)
     amount, amount_field = body.amount(data, "amount_rtc", "amount_micro_rtc", money.RTC_DECIMALS)
     price, price_field = _price(data)

@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from otc_bridge.config.chain import QuoteChain, read_quote_chain
+from otc_bridge.config.chain import CONTRACT_MAX_LOCK_SECONDS, QuoteChain, read_quote_chain
 from otc_bridge.config.reader import ConfigError, RateLimit, Reader
 from otc_bridge.domain.destinations import Webhook
 
@@ -81,6 +81,20 @@ class Config:
     def max_order_ttl_seconds(self) -> int:
         """Longest order TTL whose escrow job still fits the node's 30-day cap (docs/protocol.md §4)."""
         return NODE_MAX_JOB_TTL_SECONDS - self.settle_window_seconds - self.escrow_margin_seconds
+
+    def escrow_margin_for(self, pair: str) -> int:
+        """How long (seconds) an order's escrow job outlives its ``settle_by``. For an EVM pair
+        watched on chain, at least the contract's longest timelock (7 d) plus an hour: in the
+        seller-held mode the escrow must not go back to the seller while any lock with the
+        order's hashlock could still be claimed (docs/protocol.md §12.4), and a job past its
+        TTL is refunded by the node itself."""
+        if self.quote_chain is not None and pair in ("RTC/ETH", "RTC/USDC"):
+            return max(self.escrow_margin_seconds, CONTRACT_MAX_LOCK_SECONDS + 3600)
+        return self.escrow_margin_seconds
+
+    def max_order_ttl_for(self, pair: str) -> int:
+        """Longest order TTL (seconds) for ``pair`` whose escrow job fits the node's 30-day cap."""
+        return NODE_MAX_JOB_TTL_SECONDS - self.settle_window_seconds - self.escrow_margin_for(pair)
 
     @property
     def escrow_create_lease_seconds(self) -> float:

@@ -154,9 +154,43 @@ def _promote(bridge: Bridge, order: Order, counts: Counter) -> None:
 
 
 def _resume_release(bridge: Bridge, order: Order, counts: Counter) -> None:
+    if order.buyer_holds_preimage and bridge.chain is not None and _stopped_for_late_claim(bridge, order, counts):
+        return
     fresh = release.advance_release(bridge, order)
     _tally(counts, fresh, {Status.COMPLETED: "released", Status.PAYOUT_PENDING: "released",
                            Status.SETTLEMENT_RECOVERY: "recovered", Status.MATCHED: "released"}, "waiting")
+
+
+def _stopped_for_late_claim(bridge: Bridge, order: Order, counts: Counter) -> bool:
+    """Buyer-held: no irreversible step once chain time reaches the lock's ``timelock -
+    margin`` (docs/protocol.md §12.5): the claim for the seller could no longer land safely.
+    A release nothing has moved yet goes back to ``matched`` (the buyer refunds the quote
+    after the timelock; the match unwinds); one already under way is finished, with an
+    alert. True if the release must not resume now (also when chain time is unreadable)."""
+    from otc_bridge.chain.reader import ChainUnavailable  # loaded with the chain
+
+    try:
+        now = bridge.chain.latest_time()
+    except ChainUnavailable as exc:
+        log.warning("release of order %s waits: chain time unreadable (%s)", order.order_id, exc)
+        counts["waiting"] += 1
+        return True
+    margin = bridge.config.quote_chain.buyer_margin_seconds
+    if order.quote_timelock is None or now < order.quote_timelock - margin:
+        return False
+    late = (f"chain time {now} is past the lock's timelock {order.quote_timelock} minus the {margin} s margin "
+            "before the release finished")
+    with Step(bridge, order) as step:
+        job = read_job(step, "release: read escrow job (claim window closed)")
+        if (job is not None and job.status == "claimed" and job.worker_wallet == bridge.config.worker_wallet
+                and job_problem(order, job) is None):
+            step.move(Status.MATCHED, actor="reconciler", reason=f"{late}; nothing left escrow, the buyer refunds "
+                      "the quote after its timelock", alert=("release_too_late", late),
+                      changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
+            counts["waiting"] += 1
+            return True
+        step.alert("quote_claim_late", f"{late}; the escrow is already moving, so the release is finished")
+    return False
 
 
 def _finish_locking(bridge: Bridge, order: Order, counts: Counter) -> None:

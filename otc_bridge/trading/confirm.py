@@ -44,6 +44,8 @@ def confirm_order(bridge: Bridge, order_id: str, *, secret: str, quote_tx: str |
         raise Invalid("Invalid HTLC secret", field="secret")
     if order.buyer_holds_preimage:
         check_reveal(bridge, order, secret.lower(), wallet, wallet_auth)
+    elif order.quote_leg_state == "locked" and bridge.chain is not None:
+        check_not_near_timelock(bridge, order)
     try:
         return settle.settle_with_preimage(bridge, order, secret=secret.lower(), quote_tx=quote_tx,
                                            actor=wallet or "preimage holder")
@@ -64,6 +66,9 @@ def check_reveal(bridge: Bridge, order: Order, secret: str, wallet: str | None, 
     verified = verify_and_burn(bridge, wallet, wallet_auth, "confirm_order", order.order_id, {})
     if verified.wallet != order.buyer_wallet:
         raise Forbidden("Only the RTC buyer reveals the preimage of a buyer-held order")
+    if bridge.chain is None:
+        raise BridgeError("This buyer-held order needs the quote chain, and none is configured now; nothing was "
+                          "stored", http_status=503, order_id=order.order_id)
     if order.quote_leg_state != "locked" or order.quote_swap_id is None or order.quote_timelock is None:
         raise Conflict("No verified quote lock for this order yet: lock in our HTLC, wait until quote_leg is "
                        "'locked', then reveal. Nothing was stored.")
@@ -82,3 +87,23 @@ def check_reveal(bridge: Bridge, order: Order, secret: str, wallet: str | None, 
     if refusal is not None:
         raise Conflict(f"The seller's claim of your lock would revert ({refusal}); the RTC is not released and "
                        "nothing was stored. Refund your HTLC after its timelock.")
+
+
+def check_not_near_timelock(bridge: Bridge, order: Order) -> None:
+    """Seller-held, the order's lock verified but not yet claimed: from ``timelock - margin``
+    (chain time) on, a confirm releases only against the seller's final ``SwapClaimed``,
+    which the watcher settles by itself (docs/protocol.md §12.4). Otherwise a buyer could
+    copy the preimage from a claim stuck in the mempool, take the RTC, and refund the quote
+    once the timelock passes. Raises 409 (nothing stored), or 503 without chain time."""
+    from otc_bridge.chain.reader import ChainUnavailable  # loaded with the chain
+
+    margin = bridge.config.quote_chain.buyer_margin_seconds
+    try:
+        now = bridge.chain.latest_time()
+    except ChainUnavailable as exc:
+        raise BridgeError(f"The quote chain did not answer ({exc}); nothing was stored, retry the confirm",
+                          http_status=503, order_id=order.order_id) from None
+    if now >= order.quote_timelock - margin:
+        raise Conflict(f"The quote lock's timelock is near (chain time {now}, timelock {order.quote_timelock}, "
+                       f"margin {margin} s): the RTC is released only against the seller's final on-chain claim, "
+                       "which settles the order by itself. Nothing was stored.")

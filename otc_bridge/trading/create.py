@@ -81,7 +81,7 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         "updated_at": now, "htlc_hash": htlc_hash,
     }
     if req.side == "sell":
-        job_ttl = req.ttl_seconds + bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
+        job_ttl = req.ttl_seconds + bridge.config.settle_window_seconds + bridge.config.escrow_margin_for(req.pair)
         columns.update(escrow_intent(order_id, 1, verified.wallet, req.amount_micro_rtc, job_ttl))
     if req.htlc_hash is not None:
         columns |= {"htlc_hash": req.htlc_hash, "preimage_holder": "buyer"}

@@ -68,7 +68,7 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
                 htlc_hash = order.htlc_hash
             else:
                 secret, htlc_hash = new_preimage()
-            ttl = bridge.config.settle_window_seconds + bridge.config.escrow_margin_seconds
+            ttl = bridge.config.settle_window_seconds + bridge.config.escrow_margin_for(order.pair)
             changes |= {"htlc_hash": htlc_hash, "payout_wallet": order.maker_wallet,
                         **escrow_intent(order_id, order.order_version + 1, verified.wallet, order.amount_micro_rtc,
                                         ttl)}

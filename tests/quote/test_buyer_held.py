@@ -172,3 +172,24 @@ def test_a_seller_clawback_before_the_reveal_costs_the_buyer_nothing(api, bridge
     assert dev_node.balance(seller.address) == FUNDED  # the seller has the RTC back, and no ETH
     assert dev_node.balance(buyer.address) == FUNDED
 
+
+
+def test_a_release_interrupted_until_timelock_minus_margin_is_not_resumed(api, bridge, evm, dev_node, seller, buyer):
+    """The reveal won the claim but the node's deliver got no answer (settling). When the
+    reconciler comes back after the lock's timelock - margin, the claim for the seller could
+    no longer land safely: nothing has left escrow, so the order goes back to matched and no
+    RTC moves; the buyer refunds the quote after the timelock."""
+    order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    created = lock(evm, order_id, htlc_hash, hours=4)
+    run_pass(bridge)
+    dev_node.add_fault(endpoint="POST /agent/jobs/<job_id>/deliver", kind="drop_before", count=1)
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 200 and body["status"] == "settling", body
+    evm.increase_time(created.timelock - evm.latest_timestamp() - 7200 + 1)
+    run_pass(bridge)
+    row = bridge.db.read_one("SELECT status FROM orders WHERE order_id = ?", (order_id,))
+    assert row["status"] == "matched"
+    codes = [r["reason"].split(":")[0] for r in bridge.db.read(
+        "SELECT reason FROM order_events WHERE order_id = ? AND kind = 'alert'", (order_id,))]
+    assert "release_too_late" in codes
+    assert dev_node.balance(buyer.address) == FUNDED and dev_node.confirm_pending() == 0

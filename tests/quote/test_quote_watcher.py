@@ -203,3 +203,36 @@ def test_seller_held_escrow_is_not_refunded_while_a_lock_with_its_hashlock_can_b
     run_pass(bridge)
     assert view(api, order_id)["status"] == "open"  # the taker refunded, the buy order back on the book
     assert dev_node.balance(seller.address) == 1000 * 10**6
+
+
+def test_near_the_timelock_only_the_sellers_final_claim_releases(api, bridge, evm, dev_node, seller, buyer):
+    """A preimage copied from a claim stuck in the mempool must not let the buyer take the
+    RTC and then refund the quote: from timelock - margin a confirm is refused, and the
+    seller's final claim settles the order through the watcher."""
+    order_id, secret, order = matched(api, evm, seller, buyer)
+    created = lock_eth(evm, order)
+    run_pass(bridge)
+    evm.increase_time(created.timelock - evm.latest_timestamp() - 7200 + 1)
+    status, body = api.confirm(order_id, secret=secret, quote_tx="0xcopied")
+    assert status == 409 and "timelock is near" in body["error"], body
+    assert bridge.db.read_one("SELECT htlc_secret, status FROM orders WHERE order_id = ?", (order_id,))[:] == \
+        (None, "matched")
+    evm.htlc.claim(evm.accounts["seller"].signer, created.swap_id, bytes.fromhex(secret))
+    assert run_pass(bridge)["settled_from_chain"] == 1
+    assert view(api, order_id)["status"] == "payout_pending"
+
+
+def test_an_evm_orders_escrow_outlives_any_quote_lock(api, bridge, evm, seller):
+    """Seller-held: the escrow must not go back to the seller (the node refunds a job past its
+    TTL by itself) while a lock with the order's hashlock could still be claimed: up to the
+    contract's 7-day timelock after settle_by."""
+    status, body = api.create_order(seller, side="sell", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                    price_nano_quote=2_000_000, eth_address=evm.accounts["seller"].address,
+                                    ttl_seconds=86_400)
+    assert status == 201, body
+    row = bridge.db.read_one("SELECT escrow_ttl_seconds FROM orders WHERE order_id = ?", (body["order_id"],))
+    assert row[0] == 86_400 + 48 * 3600 + 7 * 86_400 + 3600
+    status, body = api.create_order(seller, side="sell", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                    price_nano_quote=2_000_001, eth_address=evm.accounts["seller"].address,
+                                    ttl_seconds=25 * 86_400)
+    assert status == 400 and body["field"] == "ttl_seconds", body
