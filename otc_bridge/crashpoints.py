@@ -13,6 +13,8 @@ Names:
   ``after:`` fires once the node's answer has arrived, before the bridge records it.
 * ``after_commit:<status>``: right after a transaction that moved an order into
   ``<status>`` (``after_commit:locking`` for a new order's intent row) committed.
+* ``before:claim_tx`` / ``after:claim_tx``: around the broadcast of the bridge's claim of a
+  buyer-held quote lock for its seller (settlement/quote_claim.py).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from otc_bridge import crashpoints
 from otc_bridge.context import Bridge
 from otc_bridge.domain.order import Order
 from otc_bridge.settlement.record import Step
@@ -93,7 +94,9 @@ def _send_claim(bridge: Bridge, order: Order) -> str | None:
         return None
     call = chain.htlc.contract.functions.claim(bytes(HexBytes(order.quote_swap_id)), bytes.fromhex(order.htlc_secret))
     signed = tx.prepare(w3, claimer, call)  # estimates gas: a claim that would revert is never sent
+    crashpoints.crash_point("before:claim_tx")
     sent = tx.broadcast(w3, signed)
+    crashpoints.crash_point("after:claim_tx")
     log.info("claim of lock %s sent for the seller of order %s: %s", order.quote_swap_id, order.order_id, sent)
     return sent
 

@@ -58,7 +58,8 @@ def history(ctx: Ctx) -> list[str]:
 
 
 def check_preimage_hidden(ctx: Ctx, api: BridgeClient) -> None:
-    """The preimage is readable (``GET /api/orders/<id>``) only once completed, and appears
+    """The preimage is readable (``GET /api/orders/<id>``) only once completed (buyer-held:
+    once the payout is committed, ``payout_pending``), and appears
     nowhere else: not in the book, not in any process's output. Nothing to check when the
     crash came before any order was written."""
     if not db_rows(ctx.db_path, "SELECT 1 FROM orders"):
@@ -68,7 +69,8 @@ def check_preimage_hidden(ctx: Ctx, api: BridgeClient) -> None:
     assert status == 200, body
     view = body["order"]
     book = json.dumps(api.get("/api/orders")[1])
-    if view["status"] == "completed":
+    if view["status"] == "completed" or (view.get("preimage_holder") == "buyer" and view["status"] == "payout_pending"):
+        # buyer-held: the payout is committed, so the seller may read the preimage and claim
         assert view["htlc_secret"] == ctx.secret
     else:
         assert "htlc_secret" not in view, view

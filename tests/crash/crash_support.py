@@ -37,7 +37,7 @@ CRASH_LINE = f"exited with code {crashpoints.EXIT_CODE}"
 #: Reconcile counts that mean "this pass changed something" (``waiting`` and
 #: ``still_pending`` mean it looked and found nothing to do yet).
 CHANGE_KEYS = ("adopted", "abandoned", "released", "promoted", "recovered", "refunded", "expired",
-               "unwound", "resolved", "tampered")
+               "unwound", "resolved", "tampered", "quote_leg_changes", "settled_from_chain", "quote_claims_sent")
 #: Statuses the reconciler leaves alone until the grace period has passed.
 GRACE_STATUSES = ("locking", "settling")
 
