@@ -42,6 +42,7 @@ class QuoteChainReader:
         self.chain_id = chain_id
         self.confirmations = confirmations
         self.htlc = htlc.HTLCClient(self.w3, htlc_address)
+        self._chain_checked = False
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
@@ -51,10 +52,14 @@ class QuoteChainReader:
 
     def check_chain_id(self) -> None:
         """Raise :class:`ChainUnavailable` unless the node serves ``chain_id`` (a bridge
-        pointed at the wrong chain must not count a single log)."""
+        pointed at the wrong chain must not count a single log). Asked once per process
+        once it matched: a node does not change chains."""
+        if self._chain_checked:
+            return
         served = self._call("eth_chainId", lambda: self.w3.eth.chain_id)
         if served != self.chain_id:
             raise ChainUnavailable(f"the node serves chain {served}, OTC_EVM_CHAIN_ID is {self.chain_id}")
+        self._chain_checked = True
 
     def block(self, identifier: int | str) -> BlockRef:
         """Block ``identifier`` (a number, ``latest`` or ``finalized``)."""

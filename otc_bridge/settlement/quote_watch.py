@@ -63,6 +63,7 @@ def watch_quote_chain(bridge: Bridge, counts: Counter) -> int | None:
     from otc_bridge.chain.reader import ChainUnavailable  # web3 is loaded only with a chain configured
 
     try:
+        chain.check_chain_id()
         safe = chain.safe_head()
         _scan(bridge, safe, counts)
     except ChainUnavailable as exc:

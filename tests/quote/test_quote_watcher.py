@@ -236,3 +236,19 @@ def test_an_evm_orders_escrow_outlives_any_quote_lock(api, bridge, evm, seller):
                                     price_nano_quote=2_000_001, eth_address=evm.accounts["seller"].address,
                                     ttl_seconds=25 * 86_400)
     assert status == 400 and body["field"] == "ttl_seconds", body
+
+
+def test_a_bridge_pointed_at_another_chain_counts_nothing(api, bridge, evm, seller, buyer, tmp_path, dev_node):
+    from bridge_support import bridge_env
+
+    from otc_bridge.app import build_bridge
+    from otc_bridge.config import Config
+    settings = {**evm.env(), "OTC_EVM_CHAIN_ID": "1", "OTC_DB_PATH": str(bridge.config.db_path)}
+    wrong = build_bridge(Config.from_env(bridge_env(tmp_path, dev_node.url, **settings)), clock=evm.latest_timestamp)
+    order_id, _, order = matched(api, evm, seller, buyer)
+    lock_eth(evm, order)
+    from otc_bridge.settlement import reconcile
+    summary = reconcile.run_once(wrong)
+    assert summary["chain_unavailable"] == 1 and summary["quote_locks_seen"] == 0
+    assert view(api, order_id)["quote_leg"]["state"] == "awaiting_lock"
+    wrong.db.close()
