@@ -160,3 +160,18 @@ def bridge_env(tmp_path, node_url: str, **extra: str) -> dict[str, str]:
            "OTC_SQLITE_SYNCHRONOUS": "NORMAL"}
     env.update(extra)
     return env
+
+
+def third_party(node: NodeHandle, job_id: str, poster: str, *steps: str) -> None:
+    """A third party acts on job ``job_id`` through the node's open ``/agent/*`` routes, which
+    authenticate nobody (docs/escrow-node.md §2): as the bridge's worker (``deliver``) or as
+    the public ``poster`` (``accept``, ``dispute``, ``cancel``), in the order given; ``expire``
+    stands for "the job outlived its TTL". Each step must succeed."""
+    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "not the bridge"},
+              "accept": {"poster_wallet": poster, "rating": 5},
+              "dispute": {"poster_wallet": poster, "reason": "not the bridge"},
+              "cancel": {"poster_wallet": poster}}
+    for step in steps:
+        path = f"/dev/jobs/{job_id}/expire" if step == "expire" else f"/agent/jobs/{job_id}/{step}"
+        response = node.post(path, bodies.get(step))
+        assert response.status_code == 200, (step, response.text)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, NodeHandle
+from bridge_support import BUYER_ETH, SELLER_ETH, NodeHandle, third_party
 from crash_support import bridge_env
 
 from otc_bridge import crashpoints
@@ -223,12 +223,7 @@ def _attack(ctx: Ctx, *steps: str) -> None:
     with service_bridge(ctx) as bridge:
         row = bridge.db.read_one("SELECT escrow_job_id, escrow_wallet FROM orders WHERE order_id = ?",
                                  (ctx.order_id,))
-    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "not the bridge"},
-              "accept": {"poster_wallet": row["escrow_wallet"], "rating": 5},
-              "dispute": {"poster_wallet": row["escrow_wallet"], "reason": "not the bridge"}}
-    for step in steps:
-        response = ctx.node.post(f"/agent/jobs/{row['escrow_job_id']}/{step}", bodies[step])
-        assert response.status_code == 200, (step, response.text)
+    third_party(ctx.node, row["escrow_job_id"], row["escrow_wallet"], *steps)
 
 
 def disputed_open(ctx: Ctx) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH, WORKER, matched_buy, matched_sell, open_sell
+from bridge_support import BUYER_ETH, SELLER_ETH, matched_buy, matched_sell, open_sell, third_party
 from ledger_checks import (
     GRACE_SECONDS,
     NodeBook,
@@ -330,12 +330,7 @@ def _third_party(ctx: Ctx, *steps: str) -> None:
     dispute): the node's ``/agent/*`` routes authenticate nobody (docs/escrow-node.md §2)."""
     row = ctx.bridge.db.read_one("SELECT escrow_job_id, escrow_wallet FROM orders WHERE order_id = ?",
                                  (ctx.order_id,))
-    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "not the bridge"},
-              "accept": {"poster_wallet": row["escrow_wallet"], "rating": 5},
-              "dispute": {"poster_wallet": row["escrow_wallet"], "reason": "not the bridge"}}
-    for step in steps:
-        response = ctx.dev_node.post(f"/agent/jobs/{row['escrow_job_id']}/{step}", bodies[step])
-        assert response.status_code == 200, (step, response.text)
+    third_party(ctx.dev_node, row["escrow_job_id"], row["escrow_wallet"], *steps)
 
 
 def setup_disputed(ctx: Ctx) -> None:

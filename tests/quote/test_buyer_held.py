@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from bridge_support import WORKER
+from bridge_support import third_party
 from quote_helpers import AMOUNT_MICRO_RTC, PRICE_NANO_QUOTE, due_base_units, run_pass, view
 
 from otc_bridge.client import Wallet
@@ -156,11 +156,7 @@ def test_a_seller_clawback_before_the_reveal_costs_the_buyer_nothing(api, bridge
     order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
     created = lock(evm, order_id, htlc_hash)
     run_pass(bridge)
-    job_id = view(api, order_id)["escrow_job_id"]
-    for action, who in (("deliver", {"worker_wallet": WORKER, "result_summary": "x"}),
-                        ("dispute", {"poster_wallet": seller.address, "reason": "x"}),
-                        ("cancel", {"poster_wallet": seller.address})):
-        assert dev_node.post(f"/agent/jobs/{job_id}/{action}", who).status_code == 200, action
+    third_party(dev_node, view(api, order_id)["escrow_job_id"], seller.address, "deliver", "dispute", "cancel")
     status, body = api.reveal(buyer, order_id, secret=secret)
     assert status == 409 and "taken back" in body["error"], body
     assert bridge.db.read_one("SELECT htlc_secret FROM orders WHERE order_id = ?", (order_id,))[0] is None

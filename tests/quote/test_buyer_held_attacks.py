@@ -9,7 +9,7 @@ worker and the node refuses any further action on it."""
 from __future__ import annotations
 
 import pytest
-from bridge_support import WORKER
+from bridge_support import third_party
 from quote_helpers import AMOUNT_MICRO_RTC, due_base_units, run_pass, view
 from test_buyer_held import FUNDED, lock, sell_matched_buyer_held
 
@@ -22,15 +22,7 @@ IN_CUSTODY = {"deliver", "steal_to_worker"}
 
 
 def attack(dev_node, job_id: str, poster: str, name: str) -> None:
-    """A third party acts on ``/agent/*`` (which authenticates nobody) as the worker or the poster."""
-    bodies = {"deliver": {"worker_wallet": WORKER, "result_summary": "x"},
-              "dispute": {"poster_wallet": poster, "reason": "x"}, "cancel": {"poster_wallet": poster},
-              "accept": {"poster_wallet": poster, "rating": 5}}
-    if name == "expire":
-        assert dev_node.post(f"/dev/jobs/{job_id}/expire").status_code == 200
-        return
-    for step in ATTACKS[name]:
-        assert dev_node.post(f"/agent/jobs/{job_id}/{step}", bodies[step]).status_code == 200, step
+    third_party(dev_node, job_id, poster, *(ATTACKS[name] or ("expire",)))
 
 
 @pytest.mark.parametrize("when", ["awaiting_lock", "locked"])
