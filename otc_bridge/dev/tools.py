@@ -10,11 +10,14 @@ with the URLs and keys the demo needs. The data directory is 0700 and its files 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from werkzeug.serving import make_server
 
 from otc_bridge.background import start_outbox_worker, start_reconciler
 from otc_bridge.client import BridgeClient, Wallet
+from otc_bridge.domain import money
 from otc_bridge.storage import files
 
 if TYPE_CHECKING:
@@ -187,7 +191,7 @@ class DemoFailed(RuntimeError):
 
 
 def run_demo(info: dict, echo: Echo) -> bool:
-    """Run both swaps against ``info['bridge_url']``; print every step; True on success."""
+    """Run the four swaps against ``info['bridge_url']``; print every step; True on success."""
     if "node_url" not in info:
         echo("no dev.json found: start the bridge with `otc-bridge dev` first")
         return False
@@ -200,7 +204,27 @@ def run_demo(info: dict, echo: Echo) -> bool:
     return True
 
 
+#: The demo seller's ERG address for the evidence-only swaps: base58 as the API wants, but no
+#: real Ergo address (those swaps never touch a chain).
+SELLER_ERG_ADDRESS = "9DemoSe11erErgoAddressNotRea1Dev"
+#: Each swap the demo runs: (RTC amount in micro-RTC, price in nano-quote per RTC).
+_ERG_SELL, _ERG_BUY = (10_000_000, 50_000_000), (5_000_000, 60_000_000)
+_ETH_SELL, _USDC_BUY = (4_000_000, 2_000_000), (2_000_000, 60_000_000)
+#: How long the demo waits for the bridge to reach a state (reconcile passes, node confirms).
+WAIT_SECONDS = 60.0
+
+
+def _escrow_cost(micro: int) -> int:
+    """What the RTC seller's escrow costs, in micro-RTC: the reward plus the node's 5 % fee
+    (``int(reward * 0.05)``, exact for these round amounts)."""
+    return micro + micro // 20
+
+
 class _Demo:
+    """The scripted traders. RTC: two Ed25519 wallets on the dev node. Quote chain (swaps 3
+    and 4): the dev chain's demo seller and buyer accounts (``dev.json`` ``evm_accounts``),
+    through web3, imported only here."""
+
     def __init__(self, info: dict, echo: Echo) -> None:
         self.info, self.echo = info, echo
         self.api = BridgeClient(info["bridge_url"])
@@ -214,33 +238,47 @@ class _Demo:
         return body
 
     def run(self) -> None:
+        if "evm_rpc_url" not in self.info:
+            raise DemoFailed("dev.json names no dev chain: restart `otc-bridge dev`")
+        chain = _DemoChain(self.info)
+        need = sum(_escrow_cost(micro) for micro, _ in (_ERG_SELL, _ERG_BUY, _ETH_SELL, _USDC_BUY))
         before = {w: balance(self.node_url, w.address) for w in (self.seller, self.buyer)}
-        for wallet, need in ((self.seller, 20_000_000),):
-            if before[wallet] < need:
-                fund(self.node_url, wallet.address, "100")
-                before[wallet] = balance(self.node_url, wallet.address)
+        if before[self.seller] < need:
+            fund(self.node_url, self.seller.address, "100")
+            before[self.seller] = balance(self.node_url, self.seller.address)
+        chain_before = chain.balances()
         self.echo(f"seller {self.seller.address}: {before[self.seller] / 1e6:.6f} RTC")
         self.echo(f"buyer  {self.buyer.address}: {before[self.buyer] / 1e6:.6f} RTC")
-        self.echo("\n1) sell order: seller sells 10 RTC at 0.05 USDC")
-        status, body = self.api.create_order(self.seller, side="sell", pair="RTC/USDC", amount_micro_rtc=10_000_000,
-                                             price_nano_quote=50_000_000, eth_address=SELLER_QUOTE_ADDRESS)
+        self.evidence_swaps()
+        self.seller_held_eth(chain)
+        self.buyer_held_usdc(chain)
+        self.check_balances(before, chain, chain_before)
+
+    # --- 1, 2: ERG, settled on evidence (the quote chain is simulated) ------------------------
+
+    def evidence_swaps(self) -> None:
+        micro, price = _ERG_SELL
+        self.echo("\n1) sell order on RTC/ERG (evidence only: the ERG chain is simulated): seller sells 10 RTC "
+                  "at 0.05 ERG")
+        status, body = self.api.create_order(self.seller, side="sell", pair="RTC/ERG", amount_micro_rtc=micro,
+                                             price_nano_quote=price, eth_address=SELLER_ERG_ADDRESS)
         order_a = self.expect("create sell", status, body, 201)
         self.echo(f"  escrow job {order_a['escrow_job_id']}; seller keeps the preimage (shown once)")
-        status, body = self.api.match(self.buyer, order_a["order_id"], BUYER_QUOTE_ADDRESS)
+        status, body = self.api.match(self.buyer, order_a["order_id"])
         matched = self.expect("buyer matches", status, body, 200)
         ins = matched["settlement_instructions"]
         self.echo(f"  buyer locks {ins['total_quote_base_units']} base units of {ins['currency']} in an HTLC "
                   f"(hash {ins['htlc_hash'][:16]}..., timelock {ins['htlc_timelock_min']}..{ins['htlc_timelock_max']}) "
-                  "[quote chain simulated]")
+                  f"[quote chain simulated: quote_verification={ins['quote_verification']}]")
         self.settle(order_a["order_id"], order_a["htlc_secret"], "demo-quote-tx-a", wallet=None)
-        self.echo("\n2) buy order: buyer bids for 5 RTC at 0.06 USDC")
-        status, body = self.api.create_order(self.buyer, side="buy", pair="RTC/USDC", amount_micro_rtc=5_000_000,
-                                             price_nano_quote=60_000_000, eth_address=BUYER_QUOTE_ADDRESS)
+        micro, price = _ERG_BUY
+        self.echo("\n2) buy order on RTC/ERG (evidence only): buyer bids for 5 RTC at 0.06 ERG")
+        status, body = self.api.create_order(self.buyer, side="buy", pair="RTC/ERG", amount_micro_rtc=micro,
+                                             price_nano_quote=price)
         order_b = self.expect("create buy", status, body, 201)
-        status, body = self.api.match(self.seller, order_b["order_id"], SELLER_QUOTE_ADDRESS)
+        status, body = self.api.match(self.seller, order_b["order_id"], SELLER_ERG_ADDRESS)
         matched = self.expect("seller matches (locks escrow)", status, body, 200)
         self.settle(order_b["order_id"], matched["htlc_secret"], "demo-quote-tx-b", wallet=self.seller.address)
-        self.check_balances(before)
 
     def settle(self, order_id: str, secret: str, quote_tx: str, wallet: str | None) -> None:
         _, body = self.api.order(order_id)
@@ -251,31 +289,192 @@ class _Demo:
             raise DemoFailed(f"confirm ended {confirmed['status']}: {confirmed.get('message')}")
         _, body = self.api.order(order_id)
         self.secret_hidden(body["order"], "while the payout is pending")
+        self.complete(order_id, secret)
+
+    def complete(self, order_id: str, secret: str) -> None:
+        """The node operator confirms the pending pool; reconcile passes complete the order."""
         response = requests.post(f"{self.node_url}/pending/confirm", json={},
                                  headers={"X-Admin-Key": self.info["node_admin_key"]}, timeout=10)
         self.echo(f"  node operator confirms the pending pool: confirmed {response.json().get('confirmed_count')}")
-        status, body = self.api.reconcile(self.info["admin_token"])
-        self.echo(f"  reconcile pass: HTTP {status} {body.get('summary')}")
-        _, body = self.api.order(order_id)
-        order = body["order"]
+        order = self.wait_for(order_id, lambda o: o["status"] == "completed", "the payout completes")
         self.echo(f"  order {order_id}: {order['status']}, preimage readable: {'htlc_secret' in order}")
-        if order["status"] != "completed" or order.get("htlc_secret") != secret:
-            raise DemoFailed(f"order {order_id} ended {order['status']}, expected completed with the preimage")
+        if order.get("htlc_secret") != secret:
+            raise DemoFailed(f"order {order_id} completed without its preimage readable")
+
+    def wait_for(self, order_id: str, done: Callable[[dict], bool], what: str) -> dict:
+        """Reconcile passes (one every 0.5 s; `dev` runs its own every 5 s too, and a pass finds
+        the lease taken then) until ``done(order view)``; raises :class:`DemoFailed` after
+        :data:`WAIT_SECONDS`."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while True:
+            self.api.reconcile(self.info["admin_token"])
+            _, body = self.api.order(order_id)
+            order = body["order"]
+            if done(order):
+                return order
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"{what}: order {order_id} is still {order['status']}, "
+                                 f"quote leg {order.get('quote_leg')}")
+            time.sleep(0.5)
 
     def secret_hidden(self, order: dict, when: str) -> None:
         if "htlc_secret" in order:
             raise DemoFailed(f"preimage readable {when} (status {order['status']})")
         self.echo(f"  preimage hidden {when} (status {order['status']})")
 
-    def check_balances(self, before: dict) -> None:
+    # --- 3: ETH on chain, seller-held -------------------------------------------------------------
+
+    def seller_held_eth(self, chain: _DemoChain) -> None:
+        micro, price = _ETH_SELL
+        self.echo("\n3) on chain, seller-held: seller sells 4 RTC at 0.002 ETH; the buyer locks ETH in the HTLC, "
+                  "the seller claims it with the bridge's preimage, the watcher settles")
+        status, body = self.api.create_order(self.seller, side="sell", pair="RTC/ETH", amount_micro_rtc=micro,
+                                             price_nano_quote=price, eth_address=chain.address("seller"))
+        order_id, secret = self.expect("create sell", status, body, 201)["order_id"], body["htlc_secret"]
+        status, body = self.api.match(self.buyer, order_id, chain.address("buyer"))
+        ins = self.expect("buyer matches (no htlc_hash: seller-held)", status, body, 200)["settlement_instructions"]
+        self._check_terms(ins, "seller")
+        # The absolute range of the seller-held mode; an hour past its start leaves room both ways.
+        timelock = ins["htlc_timelock_min"] + 3600
+        lock_tx, swap_id = chain.lock(ins, order_id, timelock)
+        self.echo(f"  buyer's lock tx {lock_tx} (swap {swap_id.hex()[:16]}..., {ins['total_quote_base_units']} wei)")
+        self.wait_for(order_id, lambda o: o["quote_leg"]["state"] == "locked", "the watcher verifies the lock")
+        self.echo("  quote leg: locked (verified on chain by the bridge)")
+        claim_tx = chain.claim(swap_id, secret)
+        self.echo(f"  seller's claim tx {claim_tx} (reveals the preimage on chain)")
+        order = self.wait_for(order_id, lambda o: o["quote_leg"]["state"] == "claimed"
+                              and o["status"] in ("payout_pending", "completed"), "the watcher settles from the claim")
+        self.echo(f"  quote leg: claimed; the watcher settled the order without a confirm: {order['status']}")
+        self.complete(order_id, secret)
+
+    # --- 4: USDC on chain, buyer-held -------------------------------------------------------------
+
+    def buyer_held_usdc(self, chain: _DemoChain) -> None:
+        micro, price = _USDC_BUY
+        self.echo("\n4) on chain, buyer-held: buyer bids for 2 RTC at 0.06 USDC with its own hashlock; it locks USDC, "
+                  "reveals to the bridge, and the bridge claims the lock for the seller")
+        raw = secrets.token_bytes(32)
+        preimage, htlc_hash = raw.hex(), hashlib.sha256(raw).hexdigest()
+        status, body = self.api.create_order(self.buyer, side="buy", pair="RTC/USDC", amount_micro_rtc=micro,
+                                             price_nano_quote=price, eth_address=chain.address("buyer"),
+                                             htlc_hash=htlc_hash)
+        order_id = self.expect("create buy with htlc_hash", status, body, 201)["order_id"]
+        status, body = self.api.match(self.seller, order_id, chain.address("seller"))
+        matched = self.expect("seller matches (locks escrow, gets no preimage)", status, body, 200)
+        if "htlc_secret" in matched:
+            raise DemoFailed("the seller was handed a preimage in the buyer-held mode")
+        ins = matched["settlement_instructions"]
+        self._check_terms(ins, "buyer")
+        # Relative to the lock's block: now + the minimum + an hour, inside [min, max] after it.
+        timelock = chain.now() + ins["htlc_timelock_min_after_lock"] + 3600
+        lock_tx, _ = chain.lock(ins, order_id, timelock)
+        self.echo(f"  buyer's lock tx {lock_tx} (approve, then createSwapERC20 of {ins['total_quote_base_units']} "
+                  "USDC base units)")
+        self.wait_for(order_id, lambda o: o["quote_leg"]["state"] == "locked", "the watcher verifies the lock")
+        self.echo("  quote leg: locked (verified on chain by the bridge)")
+        status, body = self.api.reveal(self.buyer, order_id, secret=preimage)
+        revealed = self.expect("buyer reveals (signed confirm)", status, body, 200)
+        if revealed["status"] not in ("payout_pending", "completed"):
+            raise DemoFailed(f"the reveal ended {revealed['status']}: {revealed.get('message')}")
+        order = self.wait_for(order_id, lambda o: o["quote_leg"]["state"] == "claimed", "the bridge claims the lock")
+        claimer = chain.sender(order["quote_leg"]["claim_tx"])
+        self.echo(f"  bridge's claim tx {order['quote_leg']['claim_tx']} (sent by its claimer {claimer}: the seller "
+                  "paid no gas)")
+        self.complete(order_id, preimage)
+
+    @staticmethod
+    def _check_terms(ins: dict, holder: str) -> None:
+        if ins.get("quote_verification") != "evm" or ins.get("preimage_holder") != holder:
+            raise DemoFailed(f"expected a {holder}-held lock verified on chain, got {ins.get('quote_verification')}/"
+                             f"{ins.get('preimage_holder')}")
+
+    # --- the end ------------------------------------------------------------------------------------
+
+    def check_balances(self, before: dict, chain: _DemoChain, chain_before: dict) -> None:
         after = {w: balance(self.node_url, w.address) for w in (self.seller, self.buyer)}
-        # Seller pays each escrow: reward + the node's 5 % fee; the buyer receives the rewards.
-        want_seller = -(10_000_000 + 500_000 + 5_000_000 + 250_000)
-        want_buyer = 15_000_000
+        swaps = (_ERG_SELL, _ERG_BUY, _ETH_SELL, _USDC_BUY)
+        # The seller pays each escrow: reward + the node's 5 % fee; the buyer receives the rewards.
+        want_seller = -sum(_escrow_cost(micro) for micro, _ in swaps)
+        want_buyer = sum(micro for micro, _ in swaps)
         got_seller, got_buyer = after[self.seller] - before[self.seller], after[self.buyer] - before[self.buyer]
         self.echo("\nbalances (micro-RTC):")
         self.echo(f"  seller {before[self.seller]} -> {after[self.seller]} ({got_seller:+}, expected {want_seller:+})")
         self.echo(f"  buyer  {before[self.buyer]} -> {after[self.buyer]} ({got_buyer:+}, expected {want_buyer:+})")
         if (got_seller, got_buyer) != (want_seller, want_buyer):
             raise DemoFailed("balances differ from the expected deltas")
-        self.echo("demo OK: both trades completed, balances exact (including the node's 5 % fee)")
+        eth_due = money.total_quote_base_units(*_ETH_SELL, money.PAIRS["RTC/ETH"].decimals)
+        usdc_due = money.total_quote_base_units(*_USDC_BUY, money.PAIRS["RTC/USDC"].decimals)
+        chain_after = chain.balances()
+        # ETH: the lock's and the claim's gas are paid by the buyer and the seller (seller-held).
+        want = {("seller", "wei"): eth_due - chain.gas_paid["seller"],
+                ("buyer", "wei"): -eth_due - chain.gas_paid["buyer"],
+                ("seller", "usdc"): usdc_due, ("buyer", "usdc"): -usdc_due}
+        self.echo("quote chain (ETH in wei, USDC in base units, gas included):")
+        for key, delta in want.items():
+            got = chain_after[key] - chain_before[key]
+            self.echo(f"  {key[0]:<6} {key[1]:<4} {got:+} (expected {delta:+})")
+            if got != delta:
+                raise DemoFailed(f"the {key[0]}'s {key[1]} balance moved {got:+}, expected {delta:+}")
+        self.echo("demo OK: all four trades completed, balances exact (including the node's 5 % fee and gas)")
+
+
+class _DemoChain:
+    """The demo traders on the dev chain: web3 clients of the HTLC and the test USDC, the
+    seller's and buyer's keys from ``dev.json`` (anvil's public dev keys), and the gas each
+    paid (wei) so the balance check can be exact."""
+
+    def __init__(self, info: dict) -> None:
+        from eth_account import Account
+
+        from otc_bridge.chain import tx
+        from otc_bridge.chain.erc20 import ERC20Client
+        from otc_bridge.chain.htlc import HTLCClient
+
+        self.w3 = tx.connect(info["evm_rpc_url"])
+        self.htlc = HTLCClient(self.w3, info["htlc_address"])
+        self.usdc = ERC20Client(self.w3, info["usdc_address"])
+        keys = info["evm_accounts"]
+        self.accounts = {role: Account.from_key(keys[role]["private_key"]) for role in ("seller", "buyer")}
+        self.gas_paid = {"seller": 0, "buyer": 0}
+
+    def address(self, role: str) -> str:
+        return self.accounts[role].address
+
+    def now(self) -> int:
+        """The latest block's timestamp (unix seconds): the clock of every timelock."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def balances(self) -> dict[tuple[str, str], int]:
+        """``{(role, "wei" | "usdc"): balance}`` of the seller and the buyer."""
+        out = {}
+        for role, account in self.accounts.items():
+            out[(role, "wei")] = self.w3.eth.get_balance(account.address)
+            out[(role, "usdc")] = self.usdc.balance_of(account.address)
+        return out
+
+    def _paid(self, role: str, receipt) -> None:
+        self.gas_paid[role] += receipt["gasUsed"] * receipt["effectiveGasPrice"]
+
+    def lock(self, ins: dict, order_id: str, timelock: int) -> tuple[str, bytes]:
+        """The buyer locks the instructions' amount (ETH, or USDC after an approve) for
+        ``pay_to_address`` under ``htlc_hash`` until ``timelock``; ``(lock tx hash, swap id)``."""
+        buyer, amount = self.accounts["buyer"], int(ins["total_quote_base_units"])
+        terms = {"seller": ins["pay_to_address"], "hashlock": bytes.fromhex(ins["htlc_hash"]), "timelock": timelock,
+                 "rtc_order_id": order_id}
+        if ins["token_contract"] is None:
+            created, receipt = self.htlc.create_swap_eth(buyer, amount_wei=amount, **terms)
+        else:
+            self._paid("buyer", self.usdc.approve(buyer, self.htlc.address, amount))
+            created, receipt = self.htlc.create_swap_erc20(buyer, token=ins["token_contract"], amount=amount, **terms)
+        self._paid("buyer", receipt)
+        return receipt["transactionHash"].to_0x_hex(), created.swap_id
+
+    def claim(self, swap_id: bytes, preimage_hex: str) -> str:
+        """The seller claims ``swap_id`` with the preimage (seller-held); the claim tx hash."""
+        receipt = self.htlc.claim(self.accounts["seller"], swap_id, bytes.fromhex(preimage_hex))
+        self._paid("seller", receipt)
+        return receipt["transactionHash"].to_0x_hex()
+
+    def sender(self, tx_hash: str) -> str:
+        """Who sent ``tx_hash``."""
+        return self.w3.eth.get_transaction(tx_hash)["from"]

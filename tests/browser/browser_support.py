@@ -64,9 +64,12 @@ class Trader:
         return self.page.url.rsplit("/", 1)[1]
 
     # -- the one-time secret -----------------------------------------------------------
-    def save_secret(self, via_download: bool = False) -> str:
-        """Read the secret the dialog shows (or the downloaded file), acknowledge, continue."""
-        dialog = self.page.get_by_role("dialog", name="Save this secret now")
+    def save_secret(self, via_download: bool = False, *, buyer_held: bool = False) -> str:
+        """Read the secret the dialog shows (or the downloaded file), acknowledge, continue.
+        ``buyer_held``: the RTC buyer's own preimage, made by the page (a dialog of its own)."""
+        title, ack = ("Save your preimage", "^I have saved a copy") if buyer_held \
+            else ("Save this secret now", "^I have saved this secret")
+        dialog = self.page.get_by_role("dialog", name=title)
         expect(dialog).to_be_visible()
         cont = dialog.get_by_role("button", name="Continue")
         expect(cont).to_be_disabled()  # refuses to go on before the acknowledgement
@@ -77,7 +80,7 @@ class Trader:
             text = Path(info.value.path()).read_text()
             secret = re.search(r"secret:\s+([0-9a-f]{64})", text).group(1)
         assert re.fullmatch(r"[0-9a-f]{64}", secret), secret
-        dialog.get_by_role("checkbox", name=re.compile(r"^I have saved this secret")).check()
+        dialog.get_by_role("checkbox", name=re.compile(ack)).check()
         expect(cont).to_be_enabled()
         cont.click()
         expect(dialog).to_be_hidden()

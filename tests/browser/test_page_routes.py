@@ -56,3 +56,11 @@ def test_page_config_is_not_dev_against_a_real_node(bridge, changes):
     bridge.config = bridge.config.replace(**changes)
     app = create_app(bridge=bridge)
     assert app.test_client().get("/page-config.json").get_json()["dev"] is False
+
+
+def test_no_chain_no_relay(http_client):
+    """Without a quote chain the page is told so, and the dev chain relay does not exist."""
+    body = http_client.get("/page-config.json").get_json()
+    assert body["quote_chain"] is None and body["dev_chain"] is None
+    call = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    assert http_client.post("/dev/evm-rpc", json=call).status_code == 404

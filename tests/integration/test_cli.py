@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -57,19 +58,33 @@ def running(args: list[str], ready: str, env: dict[str, str], cwd) -> Iterator[l
 
 
 def test_dev_then_demo_completes_both_trades(tmp_path):
+    """``dev`` then ``demo``: two ERG swaps settled on evidence, then one swap in each mode
+    on the dev chain (seller-held ETH: the seller's claim settles it; buyer-held USDC: the
+    buyer's reveal, then the bridge's claim), with every transaction hash printed."""
     port, node_port = free_port(), free_port()
     data = tmp_path / "data"
     args = ["dev", "--data-dir", str(data), "--port", str(port), "--node-port", str(node_port)]
     with running(args, "next", clean_env(), tmp_path):
         demo = subprocess.run(CLI + ["demo", "--data-dir", str(data)], capture_output=True, text=True,
-                              env=clean_env(), cwd=tmp_path, timeout=120)
+                              env=clean_env(), cwd=tmp_path, timeout=180)
     out = demo.stdout
     assert demo.returncode == 0, out + demo.stderr
-    assert out.count(": completed, preimage readable: True") == 2
+    assert out.count(": completed, preimage readable: True") == 4
     assert "preimage hidden while the payout is pending" in out
-    assert "seller 1000000000 -> 984250000 (-15750000, expected -15750000)" in out
-    assert "buyer  1000000000 -> 1015000000 (+15000000, expected +15000000)" in out
-    assert "demo OK" in out
+    assert out.count("[quote chain simulated: quote_verification=evidence]") == 1
+    # The on-chain swaps: each lock, each claim, and who sent the bridge's claim.
+    tx = r"0x[0-9a-f]{64}"
+    assert len(re.findall(rf"  buyer's lock tx {tx} ", out)) == 2
+    assert re.search(rf"  seller's claim tx {tx} \(reveals the preimage on chain\)", out)
+    claimer = r"0x[0-9a-fA-F]{40}"
+    assert re.search(rf"  bridge's claim tx {tx} \(sent by its claimer {claimer}: the seller paid no gas\)", out)
+    assert out.count("quote leg: locked (verified on chain by the bridge)") == 2
+    assert "quote leg: claimed; the watcher settled the order without a confirm" in out
+    assert "buyer reveals (signed confirm): HTTP 200 status=payout_pending" in out
+    assert "seller 1000000000 -> 977950000 (-22050000, expected -22050000)" in out
+    assert "buyer  1000000000 -> 1021000000 (+21000000, expected +21000000)" in out
+    assert "seller usdc +120000 (expected +120000)" in out and "buyer  usdc -120000 (expected -120000)" in out
+    assert "seller wei " in out and "demo OK" in out
 
 
 def test_serve_runs_gunicorn_against_a_node(tmp_path):

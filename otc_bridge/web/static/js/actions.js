@@ -1,17 +1,21 @@
 // What a person can do to one order, by status and role:
-//   open, not the maker  -> take it (signed match_order, bound eth_address)
+//   open, not the maker  -> take it (signed match_order, bound eth_address; taking a sell
+//                           order on a pair verified on chain also binds htlc_hash: the
+//                           buyer-held mode, with a preimage made here, preimage.js)
 //   open, the maker      -> cancel it (signed cancel_order)
-//   matched              -> confirm with the secret (preimage) and the quote transaction
+//   matched, seller-held -> confirm with the secret (preimage) and the quote transaction
+//   (matched, buyer-held: lock, reveal and refund are on the quote-leg card, quoteleg.js)
 // Each button is disabled while its request is in flight; the API's error is shown in
 // the form (and next to the field it names). A successful action's response is handed to
 // the ``onResponse`` callback the caller (order.js) passes in, so this module does not
 // import order.js back (no import cycle).
 
-import {api} from './api.js';
+import {api, ApiError} from './api.js';
 import {busy, el, field, replace} from './dom.js';
 import {escrowMicro, formatQuote, formatRtc, nodeFeeMicro} from './money.js';
+import {forget, newPreimage, remember} from './preimage.js';
 import {showSecret} from './secret.js';
-import {clearErrors, fieldError, notify, quoteAddressProblem, showError} from './state.js';
+import {buyerHeldPair, clearErrors, fieldError, notify, quoteAddressProblem, showError} from './state.js';
 import {roleOf} from './status.js';
 
 /**
@@ -23,7 +27,7 @@ export function renderActions(container, order, wallet, onResponse) {
   const parts = [];
   if (order.status === 'open' && !r.maker) parts.push(takeForm(order, wallet, onResponse));
   if (order.status === 'open' && r.maker) parts.push(cancelForm(order, wallet, onResponse));
-  if (order.status === 'matched') parts.push(confirmForm(order, wallet, r, onResponse));
+  if (order.status === 'matched' && order.preimage_holder !== 'buyer') parts.push(confirmForm(order, wallet, r, onResponse));
   replace(container, parts);
 }
 
@@ -40,11 +44,16 @@ function takeForm(order, wallet, onResponse) {
   const amount = BigInt(order.amount_micro_rtc);
   const total = formatQuote(BigInt(order.total_quote_nano), q);
   const takerSells = order.side === 'buy';
+  const buyerHeld = !takerSells && buyerHeldPair(order.pair);
   const section = el('section', {class: 'card action', 'aria-labelledby': 'take-title'},
     el('h2', {id: 'take-title'}, takerSells ? 'Sell your RTC to this buyer' : 'Buy this RTC'));
   section.append(el('p', {}, takerSells
-    ? `You sell ${formatRtc(amount)} for ${total}. Taking locks ${formatRtc(escrowMicro(amount))} from your wallet in escrow now (amount + the node's 5 % fee of ${formatRtc(nodeFeeMicro(amount))}), and gives you a secret to keep.`
-    : `You buy ${formatRtc(amount)} for ${total}. After taking, you lock ${total} in an HTLC on the ${q} chain as the instructions will say; the RTC is released to you when the secret is presented.`));
+    ? `You sell ${formatRtc(amount)} for ${total}. Taking locks ${formatRtc(escrowMicro(amount))} from your wallet in escrow now (amount + the node's 5 % fee of ${formatRtc(nodeFeeMicro(amount))}), and ${order.preimage_holder === 'buyer'
+      ? 'the buyer then locks the quote under their own hashlock; the bridge claims it for you once the buyer reveals.'
+      : 'gives you a secret to keep.'}`
+    : buyerHeld
+      ? `You buy ${formatRtc(amount)} for ${total}. Taking makes your own secret (preimage) in this browser; then you lock ${total} in the bridge's HTLC on the ${q} chain from this page, and once the bridge has verified the lock you reveal the secret here to receive the RTC. The bridge then claims the HTLC for the seller.`
+      : `You buy ${formatRtc(amount)} for ${total}. After taking, you lock ${total} in an HTLC on the ${q} chain as the instructions will say; the RTC is released to you when the secret is presented.`));
   if (!wallet) {
     section.append(needWallet('take this order'));
     return section;
@@ -68,13 +77,23 @@ function takeForm(order, wallet, onResponse) {
         const problem = quoteAddressProblem(order.pair, quoteAddress);
         if (problem) { fieldError(address.input, problem); return; }
       }
+      let held = null; // buyer-held: {preimage, htlcHash}, kept before the request is sent
       try {
-        const walletAuth = await wallet.auth('match_order', order.order_id, {eth_address: quoteAddress});
-        const res = await api.match(order.order_id, {wallet: wallet.address, eth_address: quoteAddress, wallet_auth: walletAuth});
+        if (buyerHeld) {
+          held = await newPreimage();
+          remember(held.htlcHash, {preimage: held.preimage, order_id: order.order_id});
+        }
+        const bound = {eth_address: quoteAddress, ...(held ? {htlc_hash: held.htlcHash} : {})};
+        const walletAuth = await wallet.auth('match_order', order.order_id, bound);
+        const res = await api.match(order.order_id, {...bound, wallet: wallet.address, wallet_auth: walletAuth});
         if (res.htlc_secret) await showSecret(res.order_id, res.htlc_secret, res.htlc_hash);
+        if (held) await showSecret(res.order_id, held.preimage, held.htlcHash, 'buyer');
         onResponse(res);
         notify(res.message || 'Order taken.');
       } catch (err) {
+        // Refused: this hashlock will never be used. (A network failure may have matched:
+        // the preimage stays kept.)
+        if (held && err instanceof ApiError) forget(held.htlcHash);
         showError(errors, err, fields);
       }
     });

@@ -1,5 +1,6 @@
 // One order: status in plain words, deadlines with countdowns, settlement instructions,
-// the actions this person can take (actions.js) and the event timeline. Kept live from
+// the quote leg on an EVM chain (quoteleg.js: lock, reveal, refund), the actions this
+// person can take (actions.js) and the event timeline. Kept live from
 // the stream (or polling); an update older than the order_version on screen is dropped.
 
 import {api} from './api.js';
@@ -8,8 +9,9 @@ import {fresher, subscribe} from './live.js';
 import {formatQuote, formatRtc, formatUnits, PRICE_DECIMALS} from './money.js';
 import {explain, roleOf, STATUS_LABELS, causeText} from './status.js';
 import {notify, state} from './state.js';
-import {deadline, localDate} from './time.js';
+import {deadline, duration, localDate} from './time.js';
 import {renderActions} from './actions.js';
+import {renderQuoteLeg} from './quoteleg.js';
 
 const INSTRUCTION_STATUSES = new Set(['matched', 'settling', 'payout_pending', 'settlement_recovery', 'completed']);
 let view = null; // {id, order, instructions, events, lastEventId, parts}
@@ -20,6 +22,7 @@ export async function showOrder(id) {
   const parts = {
     status: el('section', {class: 'card status-card', 'aria-labelledby': 'order-status-title'}),
     instructions: el('section', {class: 'card', hidden: true, 'aria-labelledby': 'instr-title'}),
+    quote: el('section', {class: 'card action', hidden: true, 'aria-labelledby': 'quote-title', id: 'quote-leg'}),
     actions: el('div', {class: 'actions-area'}),
     facts: el('section', {class: 'card', 'aria-labelledby': 'facts-title'}),
     timeline: el('section', {class: 'card', 'aria-labelledby': 'timeline-title'}),
@@ -34,7 +37,7 @@ export async function showOrder(id) {
       err.status === 404 ? `No order ${id} on this bridge.` : `Could not load the order: ${err.message}`));
     return;
   }
-  replace(body, parts.status, parts.instructions, parts.actions, parts.facts, parts.timeline);
+  replace(body, parts.status, parts.instructions, parts.quote, parts.actions, parts.facts, parts.timeline);
   render(view);
   subscribe({order_id: id}, {
     onOrder: (data) => {
@@ -96,6 +99,8 @@ function render(v) {
   if (!v.order || !v.parts.status.isConnected) return;
   renderStatus(v);
   renderInstructions(v);
+  renderQuoteLeg(v.parts.quote, v.order, v.instructions, state.wallet,
+    {onResponse: acceptResponse, refresh: () => { if (v === view) render(v); }});
   renderFacts(v);
   renderTimeline(v);
   const key = `${v.order.status}|${state.wallet?.address || ''}`;
@@ -178,11 +183,30 @@ function renderInstructions(v) {
       fact(`Hashlock (${ins.hash_algorithm || 'sha256'})`, hash, ' ', copyButton('Copy hash', () => ins.htlc_hash)),
       fact('Pay to (the RTC seller)', payTo, ' ', ins.pay_to_address && copyButton('Copy address', () => ins.pay_to_address)),
       fact('RTC goes to', wallet(ins.rtc_recipient)),
-      fact('HTLC timelock: not before', when(ins.htlc_timelock_min, 'now allowed')),
-      fact('HTLC timelock: not after', when(ins.htlc_timelock_max, 'passed')),
+      ...chainFacts(ins, when),
       fact('Settle by', when(ins.settle_by, 'deadline passed'),
-        el('span', {class: 'hint block'}, 'The secret must be entered here before this, or the match is unwound and the escrow refunded.'))),
-    el('p', {class: 'hint'}, ins.note || ''));
+        el('span', {class: 'hint block'}, ins.preimage_holder === 'buyer'
+          ? 'The preimage must be revealed here before this, or the match is unwound and the escrow refunded.'
+          : 'The secret must be entered here before this, or the match is unwound and the escrow refunded.'))),
+    ins.warning ? el('p', {class: 'warning', id: 'instr-warning'}, ins.warning) : null,
+    el('p', {class: 'hint'}, ins.preimage_holder === 'buyer'
+      ? 'Buyer-held: the RTC buyer made the preimage and locks under its sha256. The bridge verifies the lock on chain, releases the RTC on the buyer\'s signed reveal, then claims the HTLC for the seller.'
+      : ins.note || ''));
+}
+
+/** The timelock rules, and for a lock verified on chain the contract, token and lock-by time. */
+function chainFacts(ins, when) {
+  const timelock = ins.preimage_holder === 'buyer' && ins.htlc_timelock_min_after_lock
+    ? [fact('HTLC timelock', `${duration(ins.htlc_timelock_min_after_lock)} to ${duration(ins.htlc_timelock_max_after_lock)} `
+      + 'after the block of the lock (the buyer\'s page picks it when it locks)')]
+    : [fact('HTLC timelock: not before', when(ins.htlc_timelock_min, 'now allowed')),
+      fact('HTLC timelock: not after', when(ins.htlc_timelock_max, 'passed'))];
+  if (ins.quote_verification !== 'evm') return timelock;
+  return [...timelock,
+    fact('HTLC contract', el('span', {class: 'mono wrap'}, ins.htlc_contract), ` (chain id ${ins.chain_id})`),
+    ins.token_contract && fact('Token contract', el('span', {class: 'mono wrap'}, ins.token_contract)),
+    ins.lock_by && fact('Lock mined by', when(ins.lock_by, 'passed'),
+      el('span', {class: 'hint block'}, 'A lock mined later does not count, and the match is unwound.'))];
 }
 
 function renderTimeline(v) {

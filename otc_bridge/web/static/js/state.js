@@ -30,6 +30,14 @@ export function asset(pair) {
   return state.config?.pairs?.[pair] || {symbol: pair.split('/')[1] || '?', decimals: 18};
 }
 
+/**
+ * True when the bridge verifies ``pair``'s lock on an EVM chain: the page then trades it in
+ * the buyer-held mode (the RTC buyer's own preimage; docs/protocol.md §12.5).
+ */
+export function buyerHeldPair(pair) {
+  return Boolean(state.config?.quote_chain?.evm_pairs?.includes(pair));
+}
+
 /** Announce a short message in the status region (screen readers read it politely). */
 export function notify(text) {
   const node = byId('notice');

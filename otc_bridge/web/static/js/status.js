@@ -73,6 +73,7 @@ export function explain(order, wallet) {
           ? `Take it to buy the RTC: you will then lock the ${q} in an HTLC on the ${q} chain.`
           : `Take it to sell your RTC: your RTC (plus the node's 5 % fee) is locked in escrow and you receive a secret to keep.`};
     case 'matched':
+      if (order.preimage_holder === 'buyer') return explainBuyerHeld(order, r, rtc, q);
       if (r.buyer) {
         return {now: `Matched. The RTC is in escrow for you until the settle-by deadline.`,
           next: `Lock exactly the amount shown below in an HTLC on the ${q} chain, with the hashlock, recipient and timelock shown. When the seller claims it, the secret becomes public on that chain: enter it below to release the RTC to you before the settle-by deadline.`};
@@ -99,7 +100,8 @@ export function explain(order, wallet) {
     case 'completed':
       return {now: `The swap is complete: ${rtc} was paid to the buyer's RTC wallet.`,
         next: r.buyer ? 'Done. The RTC is in your wallet.'
-          : r.seller ? `Done. You were paid in ${q} when you claimed the HTLC.` : 'Nothing more to do.'};
+          : r.seller && order.preimage_holder === 'buyer' ? `Done. The bridge claims the buyer's HTLC for you, which pays the ${q} to your address (see the quote leg).`
+            : r.seller ? `Done. You were paid in ${q} when you claimed the HTLC.` : 'Nothing more to do.'};
     case 'cancelled':
       return {now: `Cancelled${cause ? ` because ${cause}` : ''}. Any escrow was refunded to the RTC seller.`,
         next: 'Nothing more to do.'};
@@ -111,9 +113,29 @@ export function explain(order, wallet) {
   }
 }
 
+/** A matched buyer-held order: the RTC buyer locks, then reveals; the bridge claims for the seller. */
+function explainBuyerHeld(order, r, rtc, q) {
+  const locked = order.quote_leg?.state === 'locked';
+  if (r.buyer) {
+    return {now: `Matched. The RTC is in escrow for you until the settle-by deadline. You hold the secret (preimage): this page made it.`,
+      next: locked ? 'Your lock is verified: reveal your preimage below to release the RTC to you, before the reveal deadline.'
+        : `Lock the amount shown below in the bridge's HTLC on the ${q} chain from this page, before the lock-by time. Once the bridge has verified it, reveal your preimage here to receive the RTC.`};
+  }
+  if (r.seller) {
+    return {now: `Matched. Your ${rtc} is in escrow; the buyer locks the ${q} in the bridge's HTLC, paying your address, under the buyer's own hashlock.`,
+      next: `Nothing to do: the bridge verifies the buyer's lock, releases the RTC on the buyer's reveal, then claims the HTLC for you (you pay no gas).${order.seller_secret_void ? ' The secret you saved when you created the order is void for this match.' : ''}`};
+  }
+  return {now: `Matched: the buyer locks the ${q} in the bridge's HTLC and holds the secret.`,
+    next: locked ? 'The lock is verified; the buyer reveals next.' : 'Waiting for the buyer\'s lock.'};
+}
+
 /** A short line for tables ("Waiting for you to lock the HTLC"). */
 export function shortHint(order, wallet) {
   const r = roleOf(order, wallet);
+  if (order.status === 'matched' && order.preimage_holder === 'buyer') {
+    if (r.buyer) return order.quote_leg?.state === 'locked' ? 'Reveal your preimage' : 'Lock the HTLC from the order page';
+    return r.seller ? 'The bridge settles it for you' : 'Settling on the quote chain';
+  }
   if (order.status === 'matched') return r.buyer ? 'Lock the HTLC, then confirm' : r.seller ? 'Claim the HTLC, then confirm' : 'Settling on the quote chain';
   if (order.status === 'open') return r.maker ? 'On the book' : 'Can be taken';
   return {

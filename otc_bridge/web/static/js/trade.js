@@ -4,12 +4,14 @@
 // is signed with the wallet (action create_order, bound side, pair, amounts, TTL and the
 // quote address) and sent once; the button stays disabled while it is in flight.
 
-import {api} from './api.js';
+import {api, ApiError} from './api.js';
 import {busy, byId, el, replace} from './dom.js';
 import {amountProblem, escrowMicro, formatQuote, formatRtc, formatUnits, MoneyInputError, nodeFeeMicro, parseUnits,
   priceProblem, PRICE_DECIMALS, RTC_DECIMALS, totalQuoteBaseUnits, totalQuoteNano} from './money.js';
+import {forget, newPreimage, remember} from './preimage.js';
 import {showSecret} from './secret.js';
-import {asset, clearErrors, fieldError, notify, onWalletChange, quoteAddressProblem, showError, state} from './state.js';
+import {asset, buyerHeldPair, clearErrors, fieldError, notify, onWalletChange, quoteAddressProblem, showError,
+  state} from './state.js';
 import {duration} from './time.js';
 
 const form = byId('create-form');
@@ -83,6 +85,10 @@ export function refreshCreateForm() {
   for (const node of document.querySelectorAll('.quote-symbol')) node.textContent = symbol;
   const selling = side() === 'sell';
   byId('create-address-field').hidden = !selling;
+  const devChain = state.config.dev_chain;
+  byId('create-address-hint').textContent = devChain && buyerHeldPair(state.pair)
+    ? `The buyer's HTLC pays this address on the quote chain. Dev chain: the demo seller's account is ${devChain.accounts.seller}.`
+    : 'The buyer\'s HTLC pays this address on the quote chain.';
   submit.textContent = `Sign and place ${selling ? 'sell' : 'buy'} order`;
   byId('create-wallet-hint').textContent = state.wallet
     ? `Signed by your wallet ${state.wallet.address}.`
@@ -121,13 +127,25 @@ async function placeOrder() {
   const chosenSide = side();
   const bound = {side: chosenSide, pair: state.pair, amount_micro_rtc: amount, price_per_rtc_nano_quote: price,
     ttl_seconds: ttl, eth_address: address};
+  // A buy order on a pair verified on chain is buyer-held: the maker's own preimage, made
+  // and kept here (preimage.js) before the request is sent; only its sha256 is signed and sent.
+  const held = chosenSide === 'buy' && buyerHeldPair(state.pair) ? await newPreimage() : null;
   let created;
   try {
+    if (held) {
+      remember(held.htlcHash, {preimage: held.preimage});
+      bound.htlc_hash = held.htlcHash;
+    }
     const walletAuth = await wallet.auth('create_order', 'create_order', bound);
     created = await api.create({...bound, wallet: wallet.address, wallet_auth: walletAuth});
   } catch (err) {
+    if (held && err instanceof ApiError) forget(held.htlcHash); // refused: never used
     showError(errorBox, err, FIELDS);
     return;
+  }
+  if (held) {
+    remember(held.htlcHash, {order_id: created.order_id});
+    await showSecret(created.order_id, held.preimage, held.htlcHash, 'buyer');
   }
   amountInput.value = '';
   priceInput.value = '';
