@@ -189,3 +189,54 @@ def test_a_release_interrupted_until_timelock_minus_margin_is_not_resumed(api, b
         "SELECT reason FROM order_events WHERE order_id = ? AND kind = 'alert'", (order_id,))]
     assert "release_too_late" in codes
     assert dev_node.balance(buyer.address) == FUNDED and dev_node.confirm_pending() == 0
+
+
+def test_a_reveal_whose_claim_would_revert_is_refused(api, bridge, evm, dev_node, seller, buyer):
+    """The seller's quote address refuses ETH (a contract that reverts when paid): a claim
+    for it would revert, so the RTC must not go out against that lock, and nothing is stored."""
+    from pathlib import Path
+
+    from otc_bridge.chain import tx
+    from otc_bridge.chain.artifacts import load_artifact
+
+    artifact = load_artifact("HostileReceiver", Path(__file__).resolve().parents[1] / "chain" / "contracts")
+    deployer = evm.accounts["deployer"].signer
+    hostile = tx.contract_at(evm.w3, artifact, tx.deploy(evm.w3, deployer, artifact, evm.htlc.address))
+    tx.transact(evm.w3, deployer, hostile.functions.configure(3, b"\0" * 32, b"\0" * 32))  # 3: reject payments
+    status, created = api.create_order(seller, side="sell", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                       price_nano_quote=PRICE_NANO_QUOTE, eth_address=hostile.address)
+    assert status == 201, created
+    secret, htlc_hash = preimage()
+    status, body = api.match(buyer, created["order_id"], evm.accounts["buyer"].address, htlc_hash=htlc_hash)
+    assert status == 200, body
+    account = evm.accounts["buyer"]
+    evm.htlc.create_swap_eth(account.signer, seller=hostile.address, hashlock=bytes.fromhex(htlc_hash),
+                             timelock=evm.latest_timestamp() + 5 * 3600, rtc_order_id=created["order_id"],
+                             amount_wei=due_base_units("RTC/ETH"))
+    run_pass(bridge)
+    assert view(api, created["order_id"])["quote_leg"]["state"] == "locked"
+    status, body = api.reveal(buyer, created["order_id"], secret=secret)
+    assert status == 409 and "would revert" in body["error"], body
+    row = bridge.db.read_one("SELECT status, htlc_secret FROM orders WHERE order_id = ?", (created["order_id"],))
+    assert (row["status"], row["htlc_secret"]) == ("matched", None)
+    assert dev_node.balance(buyer.address) == FUNDED
+
+
+def test_a_buyer_who_makes_and_claims_a_bogus_lock_gets_nothing(api, bridge, evm, dev_node, seller, buyer):
+    """The buyer holds the preimage: a lock that pays the buyer himself (or pays too little)
+    and that he claims back is never the order's lock, settles nothing, and the reveal stays
+    refused."""
+    order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    account = evm.accounts["buyer"]
+    created, _ = evm.htlc.create_swap_eth(account.signer, seller=account.address, hashlock=bytes.fromhex(htlc_hash),
+                                          timelock=evm.latest_timestamp() + 5 * 3600, rtc_order_id=order_id,
+                                          amount_wei=due_base_units("RTC/ETH"))
+    evm.htlc.claim(account.signer, created.swap_id, bytes.fromhex(secret))  # pays himself back
+    run_pass(bridge)
+    leg = view(api, order_id)["quote_leg"]
+    assert leg["state"] == "invalid" and leg["reason"].startswith("wrong seller"), leg
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 409 and "No verified quote lock" in body["error"], body
+    run_pass(bridge)
+    assert view(api, order_id)["status"] == "matched"
+    assert dev_node.balance(buyer.address) == FUNDED
