@@ -1,10 +1,11 @@
 """``otc-bridge``: the operator's and developer's command line.
 
 ``serve`` runs the bridge under gunicorn against a real node; ``dev`` runs the embedded
-default (dev escrow node + bridge on 127.0.0.1, SQLite files under ``./data``);
-``demo`` drives two scripted traders through a sell-order and a buy-order swap against a
-running bridge; ``devnode``, ``init-db``, ``reconcile`` and ``worker`` (the outbox: webhooks
-and operator alerts) do one thing each. ``attention``, ``audit``, ``redrive-payout`` and
+default (dev escrow node, dev chain (anvil) and bridge on 127.0.0.1, SQLite files under
+``./data``); ``demo`` drives two scripted traders through four swaps against a running ``dev``
+(two ERG swaps settled on evidence, a seller-held ETH and a buyer-held USDC swap on chain);
+``devnode``, ``init-db``, ``reconcile`` and ``worker`` (the outbox: webhooks and operator
+alerts) do one thing each. ``attention``, ``audit``, ``redrive-payout`` and
 ``resolve`` are the operator's tools (docs/protocol.md §7). ``backup``, ``restore`` and
 ``replication`` keep copies of the database (docs/backups.md).
 """
@@ -384,7 +385,8 @@ def dev(data_dir, port, node_port, fund_rtc) -> None:
 @click.option("--bridge", "bridge_url", default=None, help="bridge URL (default: from data/dev.json)")
 @click.option("--data-dir", default="data", show_default=True, help="where `dev` wrote dev.json")
 def demo(bridge_url, data_dir) -> None:
-    """Two scripted traders run a sell-order and a buy-order swap against a running bridge."""
+    """Two scripted traders run four swaps against a running `dev`: two on evidence (ERG), then a
+    seller-held ETH and a buyer-held USDC swap on the dev chain, printing every transaction."""
     from otc_bridge.dev import tools
 
     info = tools.load_dev_info(Path(data_dir))
