@@ -15,7 +15,7 @@ from otc_bridge.domain.status import Status
 from otc_bridge.node.amounts import expected_escrow_micro_rtc
 from otc_bridge.settlement.escrow_job import held_by_bridge, job_problem, read_job
 from otc_bridge.settlement.record import Step, node_ref
-from otc_bridge.settlement.refund import CLEAR_TAKER, safe_refund_escrow
+from otc_bridge.settlement.refund import clear_taker, safe_refund_escrow
 from otc_bridge.storage import leases
 
 ESCROW_HINT = "Ensure your wallet has sufficient RTC balance (reward + 5% platform fee)"
@@ -40,7 +40,7 @@ def abandon_lock(step: Step, reason: str) -> Order:
     if step.order.side == "sell":
         return step.move(Status.CANCELLED, reason=reason,
                          changes={"end_cause": "escrow_refused", "ended_at": step.bridge.now()})
-    return step.move(Status.OPEN, reason=reason, changes=CLEAR_TAKER)
+    return step.move(Status.OPEN, reason=reason, changes=clear_taker(step.order))
 
 
 def lock_escrow(step: Step, *, title: str, description: str) -> Order:

@@ -127,8 +127,9 @@ def _judge(bridge: Bridge, lock: Lock) -> tuple[bool, str | None]:
 # --- apply -----------------------------------------------------------------------------------
 
 def _apply(bridge: Bridge, counts: Counter) -> None:
-    found = orders.find(bridge.db.connection(), "quote_leg_state IN (?, ?, ?) AND matched_at IS NOT NULL", OPEN_LEG,
-                        order_by="order_id")
+    # An ended order without a lock of its own has nothing left to follow (its leg never changes).
+    found = orders.find(bridge.db.connection(), "quote_leg_state IN (?, ?, ?) AND matched_at IS NOT NULL AND NOT "
+                        "(status IN ('cancelled', 'expired') AND quote_swap_id IS NULL)", OPEN_LEG, order_by="order_id")
     for order in found:
         try:
             follow_lock(bridge, order, counts)

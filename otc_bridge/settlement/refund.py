@@ -33,8 +33,19 @@ _TAKER_COLUMNS = ("taker_wallet", "taker_quote_address", "htlc_hash", "escrow_wa
                   "escrow_job_id", "escrow_reward_micro_rtc", "escrow_total_micro_rtc", "escrow_ttl_seconds",
                   "payout_wallet", "matched_at", "settle_by", "escrow_tampered_at", "refund_key", "refund_tx_hash",
                   "refund_micro_rtc")
-#: The columns that clear a buy order's taker when it goes back on the book.
-CLEAR_TAKER = dict.fromkeys(_TAKER_COLUMNS)
+#: A match's quote leg on chain (docs/protocol.md §12), reset with the taker.
+_QUOTE_LEG_COLUMNS = ("lock_by", "quote_leg_state", "quote_leg_reason", "quote_lock_tx", "quote_swap_id",
+                      "quote_timelock")
+
+
+def clear_taker(order: Order) -> dict:
+    """The column changes that clear a buy order's taker (and the match's quote leg) when it
+    goes back on the book. A buyer-held buy order keeps its hashlock: its maker, the RTC
+    buyer, chose it at create and still holds the preimage."""
+    cleared = dict.fromkeys(_TAKER_COLUMNS + _QUOTE_LEG_COLUMNS)
+    if order.buyer_holds_preimage:
+        del cleared["htlc_hash"]
+    return cleared
 #: The node call that moves a job one step towards its poster, by job status.
 _REFUND_ACTION = {"claimed": "deliver", "delivered": "dispute", "open": "cancel", "disputed": "cancel"}
 
@@ -52,7 +63,7 @@ def _refund_done(step: Step, reason: str) -> Order:
     order, now = step.order, step.bridge.now()
     to = refund_end_status(order, now)
     if to == Status.OPEN:
-        changes = CLEAR_TAKER | {"end_cause": None}
+        changes = clear_taker(order) | {"end_cause": None}
         reason += "; buy order back on the book"
     else:
         # A buy order whose re-listing came too late ends as plainly expired; others keep their cause.

@@ -240,3 +240,35 @@ def test_a_buyer_who_makes_and_claims_a_bogus_lock_gets_nothing(api, bridge, evm
     run_pass(bridge)
     assert view(api, order_id)["status"] == "matched"
     assert dev_node.balance(buyer.address) == FUNDED
+
+
+def test_a_relisted_buyer_held_buy_order_keeps_its_hashlock_and_settles_later(api, bridge, evm, dev_node, seller,
+                                                                               buyer):
+    """The first taker's escrow is taken back on the node: the buy order goes back on the
+    book with the maker's own hashlock (the buyer still holds the preimage) and no quote leg;
+    the next taker's match settles as usual."""
+    secret, htlc_hash = preimage()
+    status, created = api.create_order(buyer, side="buy", pair="RTC/ETH", amount_micro_rtc=AMOUNT_MICRO_RTC,
+                                       price_nano_quote=PRICE_NANO_QUOTE, eth_address=evm.accounts["buyer"].address,
+                                       htlc_hash=htlc_hash)
+    assert status == 201, created
+    order_id = created["order_id"]
+    status, matched = api.match(seller, order_id, evm.accounts["seller"].address)
+    assert status == 200, matched
+    third_party(dev_node, matched["escrow_job_id"], seller.address, "deliver", "dispute", "cancel")
+    run_pass(bridge)
+    relisted = view(api, order_id)
+    assert (relisted["status"], relisted["htlc_hash"], relisted["quote_leg"]) == ("open", htlc_hash, None)
+    second = Wallet.generate()
+    dev_node.fund(second.address, "1000")
+    status, matched = api.match(second, order_id, evm.accounts["seller"].address)
+    assert status == 200 and matched["htlc_hash"] == htlc_hash and "htlc_secret" not in matched, matched
+    lock(evm, order_id, htlc_hash)
+    run_pass(bridge)
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 200 and body["status"] == "payout_pending", body
+    run_pass(bridge)
+    dev_node.confirm_pending()
+    run_pass(bridge)
+    assert view(api, order_id)["status"] == "completed"
+    assert dev_node.balance(buyer.address) == FUNDED + AMOUNT_MICRO_RTC
