@@ -7,13 +7,16 @@ third-party origin, no build step. ``/page-config.json`` tells it the bridge's s
 (pairs, limits, TTL range, settlement windows, the EVM quote chain) so it can check input
 before signing.
 
-Chain access for the page (docs/protocol.md §12.5): in production the page locks and
-refunds through the trader's own injected EIP-1193 wallet (``window.ethereum``) and is told
-only the chain id and contract addresses, never an RPC endpoint. Under ``otc-bridge dev``
-(the dev node's public admin key on a loopback node, and a loopback chain) no wallet
+Chain access for the page (docs/protocol.md §12.5): in production the page locks, refunds
+and claims through the trader's own injected EIP-1193 wallet (``window.ethereum``) and is
+told only the chain id and contract addresses, never an RPC endpoint. Under ``otc-bridge
+dev`` (the dev node's public admin key on a loopback node, and a loopback chain) no wallet
 extension exists, so ``POST /dev/evm-rpc`` relays a fixed set of JSON-RPC methods to the dev
-chain, where anvil's demo accounts are unlocked. The relay is same-origin because the page's
-CSP allows ``connect-src 'self'`` only; it is 404 everywhere else and carries no key.
+chain, where anvil's demo accounts are unlocked: the buyer's lock and refund are sent from
+the demo buyer account, the seller's claim (a bridge without a claimer key, or too close to
+the timelock for the bridge's own claim) from the demo seller account. The relay is
+same-origin because the page's CSP allows ``connect-src 'self'`` only; it is 404 everywhere
+else and carries no key.
 """
 
 from __future__ import annotations
@@ -86,8 +89,11 @@ def page_config():
 def _quote_chain(cfg: Config) -> dict[str, Any] | None:
     """What the page needs to lock in our HTLC: the chain id, the contracts (0x hex; USDC
     ``None`` when not configured), the pairs whose lock the bridge verifies on chain (the
-    page takes those in the buyer-held mode) and the buyer-held timelock range and reveal
-    margin (seconds after the lock's block / before its timelock). ``None``: no chain."""
+    page takes those in the buyer-held mode), the buyer-held timelock range and reveal
+    margin (seconds after the lock's block / before its timelock) and ``bridge_claims``:
+    whether the bridge claims buyer-held locks for their sellers (``OTC_EVM_CLAIMER_KEY`` is
+    set; the key itself never leaves the server). Without it the RTC seller claims from the
+    page once the payout is committed. ``None``: no chain."""
     q = cfg.quote_chain
     if q is None:
         return None
@@ -95,7 +101,8 @@ def _quote_chain(cfg: Config) -> dict[str, Any] | None:
             "evm_pairs": [pair for pair in money.PAIRS if verified_on_chain(pair, q.usdc_address)],
             "buyer_timelock_min_seconds": q.buyer_timelock_min_seconds,
             "buyer_timelock_max_seconds": q.buyer_timelock_max_seconds,
-            "buyer_margin_seconds": q.buyer_margin_seconds, "lock_window_seconds": q.lock_window_seconds}
+            "buyer_margin_seconds": q.buyer_margin_seconds, "lock_window_seconds": q.lock_window_seconds,
+            "bridge_claims": q.claimer_key is not None}
 
 
 def _dev_chain_enabled(cfg: Config) -> bool:

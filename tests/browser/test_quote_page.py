@@ -32,15 +32,19 @@ FUNDED = 1_000_000_000  # 1000 RTC in micro-RTC
 
 
 @pytest.fixture
-def bridge_config(tmp_path, dev_node, evm):  # noqa: F811  (evm is a fixture)
-    """The test bridge watching the dev chain (confirmations 0), with the claimer's key.
+def bridge_config(request, tmp_path, dev_node, evm):  # noqa: F811  (evm is a fixture)
+    """The test bridge watching the dev chain (confirmations 0), with the claimer's key
+    unless the test parametrizes this fixture (indirect) with ``False``.
 
     This bridge and the page run on wall time (signatures, ``matched_at``), as under
     ``otc-bridge dev``; reverting a snapshot sets anvil's clock back by as long as the
     previous test ran, so the chain is put back on wall time first (a lock mined "before"
     the match would not count)."""
     evm.rpc("evm_setTime", hex(int(time.time())))
-    return Config.from_env(bridge_env(tmp_path, dev_node.url, **evm.env()))
+    env = evm.env()
+    if not getattr(request, "param", True):
+        del env["OTC_EVM_CLAIMER_KEY"]  # the bridge never claims: the seller does, from the page
+    return Config.from_env(bridge_env(tmp_path, dev_node.url, **env))
 
 
 def reconcile(api) -> dict:
@@ -77,6 +81,7 @@ def test_calldata_selectors_and_page_config_match_the_chain(new_trader, evm, liv
           erc20: m.createSwapErc20Data({seller, token, amount: 123456789012345678901234567890n, hashlock,
                                         timelock: 1800000001, orderId}),
           refund: m.refundData(swapId), approve: m.approveData(htlc, '1000000'),
+          claim: m.claimData(swapId, hashlock.slice(2)), claim0x: m.claimData(swapId, hashlock),
           selectors: m.SELECTORS, topic: m.SWAP_CREATED_TOPIC,
         };
     }""", [seller, token, hashlock, swap_id, order_id, evm.htlc.address])
@@ -86,9 +91,10 @@ def test_calldata_selectors_and_page_config_match_the_chain(new_trader, evm, liv
     assert got["erc20"] == htlc.encode_abi("createSwapERC20", args=[seller, token, big, h, 1800000001, order_id])
     assert got["refund"] == htlc.encode_abi("refund", args=[bytes.fromhex(swap_id[2:])])
     assert got["approve"] == evm.usdc.contract.encode_abi("approve", args=[evm.htlc.address, 1_000_000])
+    assert got["claim"] == got["claim0x"] == htlc.encode_abi("claim", args=[bytes.fromhex(swap_id[2:]), h])
     signatures = {"createSwapETH": "createSwapETH(address,bytes32,uint256,string)",
                   "createSwapERC20": "createSwapERC20(address,address,uint256,bytes32,uint256,string)",
-                  "refund": "refund(bytes32)", "approve": "approve(address,uint256)"}
+                  "claim": "claim(bytes32,bytes32)", "refund": "refund(bytes32)", "approve": "approve(address,uint256)"}
     assert got["selectors"] == {name: "0x" + keccak(text=sig)[:4].hex() for name, sig in signatures.items()}
     assert got["topic"] == "0x" + keccak(
         text="SwapCreated(bytes32,address,address,address,uint256,bytes32,uint256,string)").hex()
@@ -99,6 +105,8 @@ def test_calldata_selectors_and_page_config_match_the_chain(new_trader, evm, liv
     assert config["dev_chain"]["accounts"] == web._DEV_CHAIN_ACCOUNTS
     assert config["quote_chain"]["evm_pairs"] == ["RTC/ETH", "RTC/USDC"]
     assert config["quote_chain"]["htlc_contract"] == evm.htlc.address
+    assert config["quote_chain"]["bridge_claims"] is True  # OTC_EVM_CLAIMER_KEY is set; the key is never shown
+    assert evm.accounts["claimer"].private_key.lower().removeprefix("0x") not in str(config).lower()
 
     def relay(method, params):
         return api.session.post(f"{live_bridge}/dev/evm-rpc", json={"jsonrpc": "2.0", "id": 7, "method": method,
@@ -164,6 +172,11 @@ def test_buyer_held_eth_swap_from_the_page(new_trader, dev_node, api, evm, strea
     # Reveal in the page: the signed confirm with the kept preimage.
     card.get_by_role("button", name="Reveal the preimage and release the RTC").click()
     buyer.expect_status("Payout pending")
+    seller.expect_status("Payout pending")
+    seller_card = seller.page.get_by_role("region", name="Quote leg on the ETH chain")
+    expect(seller_card.locator("#quote-leg-state")).to_have_text("Locked: verified by the bridge")
+    expect(seller.page.locator("#revealed-secret")).to_have_text(preimage)  # shown to the seller from payout_pending
+    expect(seller_card.get_by_role("button", name="Claim the ETH now")).to_have_count(0)  # the bridge claims
     seller_eth_before = evm.w3.eth.get_balance(seller_eth)
     assert reconcile(api)["quote_claims_sent"] == 1  # the bridge claims for the seller
     reconcile(api)  # the claim was mined (automine): the watcher records it
@@ -186,6 +199,91 @@ def test_buyer_held_eth_swap_from_the_page(new_trader, dev_node, api, evm, strea
     expect(card).to_contain_text(f"Your lock was claimed for the seller in transaction {claim_tx}")
     assert kept_preimages(buyer) == {}  # public now: the page forgot it
     buyer.screenshot("buyer-held-completed.png")
+    for trader in (seller, buyer):
+        assert trader.unexpected_console_errors(stream_available) == []
+
+
+@pytest.mark.parametrize(("bridge_config", "bridge_too_late"), [(False, False), (True, True)],
+                         indirect=["bridge_config"], ids=["no-claimer-key", "bridge-claimer-past-its-margin"])
+def test_seller_claims_from_the_page(new_trader, dev_node, api, evm, stream_available,  # noqa: F811
+                                     bridge_config, bridge_too_late):
+    """The RTC seller claims the buyer's lock from the order page with the preimage the order
+    view shows once the payout is committed: the main action on a bridge without a claimer
+    key, a secondary fallback on one whose claim window (timelock - margin) has passed. It is
+    sent from the dev chain's demo seller account, which pays the gas."""
+    _, config = api.get("/page-config.json")
+    assert config["quote_chain"]["bridge_claims"] is bridge_too_late
+    seller, buyer = traders(new_trader, dev_node)
+    seller.page.get_by_role("checkbox", name="Keep this wallet in this browser").check()  # survives a reload
+    seller_eth = evm.accounts["seller"].address
+    due = money.total_quote_base_units(10_000_000, 2_000_000, 18)  # 0.02 ETH in wei
+
+    seller.open("#/market/RTC%2FETH")
+    seller.place_order("sell", "10", "0.002", seller_eth)
+    seller.save_secret()
+    order_id = seller.order_id_from_url()
+    buyer.open_order(order_id)
+    buyer.take()
+    preimage = buyer.save_secret(buyer_held=True)
+    card = buyer.page.get_by_role("region", name="Quote leg on the ETH chain")
+    card.get_by_role("button", name="Lock 0.02 ETH in the HTLC").click()
+    expect(card.locator("#quote-lock-sent")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    reconcile(api)
+    reveal = card.get_by_role("button", name="Reveal the preimage and release the RTC")
+    expect(reveal).to_be_enabled(timeout=LIVE_TIMEOUT_MS)
+    reveal.click()
+    buyer.expect_status("Payout pending")
+    expect(card.get_by_role("button", name="Claim the ETH now")).to_have_count(0)  # the buyer has nothing to claim
+
+    seller_card = seller.page.get_by_role("region", name="Quote leg on the ETH chain")
+    claim_button = seller_card.get_by_role("button", name="Claim the ETH now")
+    _, body = api.order(order_id)
+    leg = body["order"]["quote_leg"]
+    if bridge_too_late:
+        # The bridge would claim, but chain time passes timelock - margin first: it stops
+        # (alert quote_claim_late) and the seller's page offers the claim as a fallback.
+        seller.expect_status("Payout pending")
+        expect(seller_card.locator("#quote-leg-state")).to_have_text("Locked: verified by the bridge")
+        expect(claim_button).to_have_count(0)
+        evm.increase_time(leg["timelock"] - config["quote_chain"]["buyer_margin_seconds"] - evm.latest_timestamp() + 1)
+        seller.page.reload()  # a fresh page reads the chain's clock at once
+        seller_card = seller.page.get_by_role("region", name="Quote leg on the ETH chain")
+        claim_button = seller_card.get_by_role("button", name="Claim the ETH now")
+    assert reconcile(api).get("quote_claims_sent", 0) == 0  # no key, or too late: the bridge sends nothing
+    expect(claim_button).to_be_enabled(timeout=LIVE_TIMEOUT_MS)
+    expect(claim_button).to_have_class("secondary" if bridge_too_late else "primary")
+    expect(seller.page.locator("#revealed-secret")).to_have_text(preimage)
+    expect(seller_card.locator("#quote-claim-why")).to_contain_text("0.02 ETH")
+    countdown = seller_card.locator("#quote-claim-deadline .countdown")  # to the timelock, live
+    expect(countdown).to_have_attribute("data-chain-time", str(leg["timelock"]))
+    if bridge_too_late:  # counted on the chain's clock: under the margin left, not the wall-clock hours
+        expect(countdown).to_have_text(re.compile(r"^\(in 1 h [0-9]+ min\)$"))
+    expect(seller.page.locator(".status-card")).to_contain_text("Claim the buyer's HTLC now")
+    expect(seller_card.locator("#quote-claim-why")).to_contain_text(f"demo seller account {seller_eth}")
+    seller.screenshot(f"seller-claim-{'fallback' if bridge_too_late else 'no-claimer'}.png")
+
+    seller_eth_before = evm.w3.eth.get_balance(seller_eth)
+    claim_button.click()
+    sent = seller_card.locator("#quote-claim-sent")
+    expect(sent).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    claim_tx = re.search(r"0x[0-9a-f]{64}", sent.text_content()).group(0)
+    receipt = evm.w3.eth.get_transaction_receipt(claim_tx)
+    assert receipt["status"] == 1 and receipt["from"] == seller_eth and receipt["to"] == evm.htlc.address
+    gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert evm.w3.eth.get_balance(seller_eth) == seller_eth_before + due - gas
+
+    assert reconcile(api)["quote_leg_changes"] == 1  # the watcher records the seller's SwapClaimed
+    expect(seller_card.locator("#quote-leg-state")).to_have_text("Claimed: the seller is paid", timeout=LIVE_TIMEOUT_MS)
+    expect(seller_card.locator("#quote-claim-tx")).to_have_text(claim_tx)
+    expect(seller_card.locator("#quote-claimed")).to_contain_text(f"You claimed the buyer's HTLC, which paid 0.02 ETH "
+                                                                  f"to your address, in transaction {claim_tx}")
+    expect(claim_button).to_have_count(0)
+    _, body = api.order(order_id)
+    assert body["order"]["quote_leg"]["claim_tx"] == claim_tx
+    settle_node(dev_node, api, ADMIN_TOKEN)
+    seller.expect_status("Completed")
+    buyer.expect_status("Completed")
+    assert dev_node.balance(buyer.address) == FUNDED + 10_000_000
     for trader in (seller, buyer):
         assert trader.unexpected_console_errors(stream_available) == []
 

@@ -15,7 +15,7 @@ import {busy, el, field, replace} from './dom.js';
 import {escrowMicro, formatQuote, formatRtc, nodeFeeMicro} from './money.js';
 import {forget, newPreimage, remember} from './preimage.js';
 import {showSecret} from './secret.js';
-import {buyerHeldPair, clearErrors, fieldError, notify, quoteAddressProblem, showError} from './state.js';
+import {bridgeClaims, buyerHeldPair, clearErrors, fieldError, notify, quoteAddressProblem, showError} from './state.js';
 import {roleOf} from './status.js';
 
 /**
@@ -49,10 +49,11 @@ function takeForm(order, wallet, onResponse) {
     el('h2', {id: 'take-title'}, takerSells ? 'Sell your RTC to this buyer' : 'Buy this RTC'));
   section.append(el('p', {}, takerSells
     ? `You sell ${formatRtc(amount)} for ${total}. Taking locks ${formatRtc(escrowMicro(amount))} from your wallet in escrow now (amount + the node's 5 % fee of ${formatRtc(nodeFeeMicro(amount))}), and ${order.preimage_holder === 'buyer'
-      ? 'the buyer then locks the quote under their own hashlock; the bridge claims it for you once the buyer reveals.'
+      ? `the buyer then locks the quote under their own hashlock; ${bridgeClaims() ? 'the bridge claims it for you once the buyer reveals.'
+        : 'once the buyer reveals, you claim it from the order page (this bridge does not claim for you).'}`
       : 'gives you a secret to keep.'}`
     : buyerHeld
-      ? `You buy ${formatRtc(amount)} for ${total}. Taking makes your own secret (preimage) in this browser; then you lock ${total} in the bridge's HTLC on the ${q} chain from this page, and once the bridge has verified the lock you reveal the secret here to receive the RTC. The bridge then claims the HTLC for the seller.`
+      ? `You buy ${formatRtc(amount)} for ${total}. Taking makes your own secret (preimage) in this browser; then you lock ${total} in the bridge's HTLC on the ${q} chain from this page, and once the bridge has verified the lock you reveal the secret here to receive the RTC. ${bridgeClaims() ? 'The bridge then claims the HTLC for the seller.' : 'The seller then claims the HTLC.'}`
       : `You buy ${formatRtc(amount)} for ${total}. After taking, you lock ${total} in an HTLC on the ${q} chain as the instructions will say; the RTC is released to you when the secret is presented.`));
   if (!wallet) {
     section.append(needWallet('take this order'));

@@ -1,11 +1,13 @@
-// The quote-chain wallet that sends the RTC buyer's lock and refund (docs/protocol.md §12.5).
+// The quote-chain wallet that sends the RTC buyer's lock and refund, and the RTC seller's
+// claim when the bridge does not claim for him (docs/protocol.md §12.5).
 //
 // * Production: the trader's injected EIP-1193 wallet (window.ethereum, e.g. a browser
 //   extension): it holds the key, asks the person to approve each transaction and talks to
 //   its own node. The page only requests accounts, checks the chain id and sends calldata.
 // * `otc-bridge dev`: no extension exists, so the page talks to the dev chain through the
 //   bridge's same-origin relay (page-config dev_chain.rpc_path, POST /dev/evm-rpc), sending
-//   from anvil's unlocked demo buyer account. No key ever reaches the page.
+//   from anvil's unlocked demo account of the person's role (the buyer locks and refunds,
+//   the seller claims). No key ever reaches the page.
 // Both are used through the same request({method, params}) shape.
 
 import {serverNow} from './api.js';
@@ -45,15 +47,17 @@ function devProvider(rpcPath, account) {
 }
 
 /**
- * What sends transactions here: {kind: 'dev' | 'injected', label, provider}, or null when
+ * What sends transactions here for a person in ``role`` ('buyer' | 'seller': which demo
+ * account the dev chain uses): {kind: 'dev' | 'injected', label, provider}, or null when
  * this browser has no wallet (and this is not the dev setup).
  */
-export function chainAccess() {
+export function chainAccess(role = 'buyer') {
   const dev = state.config?.dev_chain;
   if (dev) {
-    const account = dev.accounts.buyer;
+    const account = dev.accounts[role];
+    if (!account) return null;
     return {kind: 'dev', account, provider: devProvider(dev.rpc_path, account),
-      label: `the dev chain's demo buyer account ${account} (anvil, unlocked: dev only)`};
+      label: `the dev chain's demo ${role} account ${account} (anvil, unlocked: dev only)`};
   }
   if (globalThis.ethereum?.request) {
     return {kind: 'injected', account: null, provider: globalThis.ethereum, label: 'your browser wallet (window.ethereum)'};
@@ -73,11 +77,12 @@ async function call(provider, method, params = []) {
 }
 
 /**
- * Connect to the wallet on chain ``chainId``: {provider, account, label}. Asks the wallet to
- * switch chains when it is elsewhere. Throws ChainError with a sentence for the person.
+ * Connect to the wallet on chain ``chainId`` as ``role`` (see chainAccess): {provider,
+ * account, label}. Asks the wallet to switch chains when it is elsewhere. Throws ChainError
+ * with a sentence for the person.
  */
-export async function connect(chainId) {
-  const access = chainAccess();
+export async function connect(chainId, role = 'buyer') {
+  const access = chainAccess(role);
   if (!access) {
     throw new ChainError('No Ethereum wallet in this browser. Install a wallet extension (one that provides '
       + 'window.ethereum), or lock with any wallet using the instructions above.');
@@ -127,6 +132,14 @@ export async function send(conn, {to, data, value}) {
   const tx = {from: conn.account, to, data};
   if (value !== undefined) tx.value = quantity(value);
   return call(conn.provider, 'eth_sendTransaction', [tx]);
+}
+
+/**
+ * Run ``{to, data}`` from the account as an ``eth_call`` at the latest block, without
+ * sending it: throws ChainError with the node's reason when the contract would revert.
+ */
+export async function simulate(conn, {to, data}) {
+  await call(conn.provider, 'eth_call', [{from: conn.account, to, data}, 'latest']);
 }
 
 /** Wait for ``hash``'s receipt (polling); throws ChainError if it reverted or took too long. */

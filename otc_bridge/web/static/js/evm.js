@@ -14,6 +14,7 @@
 export const SELECTORS = {
   createSwapETH: '0xb73eb53b', // createSwapETH(address,bytes32,uint256,string)
   createSwapERC20: '0x89ad5065', // createSwapERC20(address,address,uint256,bytes32,uint256,string)
+  claim: '0x84cc9dfb', // claim(bytes32,bytes32)
   refund: '0x7249fbb6', // refund(bytes32)
   approve: '0x095ea7b3', // approve(address,uint256)
 };
@@ -101,6 +102,13 @@ export const createSwapEthData = ({seller, hashlock, timelock, orderId}) =>
 export const createSwapErc20Data = ({seller, token, amount, hashlock, timelock, orderId}) =>
   encodeCall(SELECTORS.createSwapERC20, ['address', 'address', 'uint256', 'bytes32', 'uint256', 'string'],
     [seller, token, amount, hashlock, timelock, orderId]);
+
+/**
+ * claim(swapId, preimage): pays the lock to its seller, before its timelock (anyone may send
+ * it; the contract checks sha256(preimage) against the hashlock). ``preimage`` is 64 hex
+ * characters, with or without 0x.
+ */
+export const claimData = (swapId, preimage) => encodeCall(SELECTORS.claim, ['bytes32', 'bytes32'], [swapId, preimage]);
 
 /** refund(swapId): pays the lock back to its buyer, from its timelock on (anyone may send it). */
 export const refundData = (swapId) => encodeCall(SELECTORS.refund, ['bytes32'], [swapId]);

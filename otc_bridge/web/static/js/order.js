@@ -8,7 +8,7 @@ import {byId, copyButton, el, replace, short} from './dom.js';
 import {fresher, subscribe} from './live.js';
 import {formatQuote, formatRtc, formatUnits, PRICE_DECIMALS} from './money.js';
 import {explain, roleOf, STATUS_LABELS, causeText} from './status.js';
-import {notify, state} from './state.js';
+import {bridgeClaims, notify, state} from './state.js';
 import {deadline, duration, localDate} from './time.js';
 import {renderActions} from './actions.js';
 import {renderQuoteLeg} from './quoteleg.js';
@@ -190,7 +190,8 @@ function renderInstructions(v) {
           : 'The secret must be entered here before this, or the match is unwound and the escrow refunded.'))),
     ins.warning ? el('p', {class: 'warning', id: 'instr-warning'}, ins.warning) : null,
     el('p', {class: 'hint'}, ins.preimage_holder === 'buyer'
-      ? 'Buyer-held: the RTC buyer made the preimage and locks under its sha256. The bridge verifies the lock on chain, releases the RTC on the buyer\'s signed reveal, then claims the HTLC for the seller.'
+      ? `Buyer-held: the RTC buyer made the preimage and locks under its sha256. The bridge verifies the lock on chain, releases the RTC on the buyer's signed reveal, then ${bridgeClaims()
+        ? 'claims the HTLC for the seller.' : 'shows the preimage to the seller, who claims the HTLC.'}`
       : ins.note || ''));
 }
 

@@ -1,12 +1,14 @@
-// What the RTC buyer does on the quote chain from the page (buyer-held mode, docs/protocol.md
-// §12.5): lock the quote in our HTLC with their own hashlock, reveal the preimage to the
-// bridge once the lock is verified, and refund the lock after its timelock if the swap did
-// not complete. Each step reports progress through ``say(text)``; failures throw an Error
-// whose message is for the person. Amounts stay BigInt / decimal strings of base units.
+// What the traders do on the quote chain from the page (buyer-held mode, docs/protocol.md
+// §12.5): the RTC buyer locks the quote in our HTLC with their own hashlock, reveals the
+// preimage to the bridge once the lock is verified, and refunds the lock after its timelock
+// if the swap did not complete; the RTC seller claims the lock with the published preimage
+// when the bridge does not (no claimer key, or too close to the timelock). Each step
+// reports progress through ``say(text)``; failures throw an Error whose message is for the
+// person. Amounts stay BigInt / decimal strings of base units.
 
 import {api} from './api.js';
-import {approveData, createSwapErc20Data, createSwapEthData, refundData, swapCreatedIn} from './evm.js';
-import {ChainError, chainTime, connect, mined, send} from './ethwallet.js';
+import {approveData, claimData, createSwapErc20Data, createSwapEthData, refundData, swapCreatedIn} from './evm.js';
+import {ChainError, chainTime, connect, mined, send, simulate} from './ethwallet.js';
 import {hashOf, recall, remember} from './preimage.js';
 import {duration} from './time.js';
 
@@ -101,5 +103,40 @@ export async function refundLock(order, {chainId, htlc, swapId, timelock}, say) 
   say(`Refund sent in transaction ${hash}; waiting for it to be mined…`);
   await mined(conn, hash);
   say(`Refunded in transaction ${hash}.`);
+  return hash;
+}
+
+/**
+ * The RTC seller's claim of lock ``swapId`` (contract ``htlc``, chain ``chainId``) with
+ * ``preimage`` (the order view's htlc_secret, checked against the order's hashlock), from
+ * the seller's wallet, while chain time is before ``timelock``: the contract pays the lock
+ * to the seller's address whoever sends it. Run as an eth_call first, so a claim that would
+ * revert (already claimed or refunded, timelock reached) is never sent. Resolves with the
+ * transaction hash once mined.
+ */
+export async function claimLock(order, {chainId, htlc, swapId, timelock, preimage}, say) {
+  const secret = String(preimage || '').toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(secret) || await hashOf(secret) !== order.htlc_hash) {
+    throw new ChainError('The preimage shown for this order does not match its hashlock; nothing was sent.');
+  }
+  say('Connecting to the wallet…');
+  const conn = await connect(chainId, 'seller');
+  const now = await chainTime(conn);
+  if (now >= timelock) {
+    throw new ChainError('Too late to claim: the chain\'s clock has reached the timelock, so the contract refuses '
+      + 'a claim; the buyer can refund the lock.');
+  }
+  const data = claimData(swapId, secret);
+  try {
+    await simulate(conn, {to: htlc, data});
+  } catch (err) {
+    throw new ChainError(`The HTLC would refuse this claim (${err.message}); nothing was sent. If the lock was `
+      + 'claimed already, this page shows it once the bridge has seen it.');
+  }
+  say('Sending the claim…');
+  const hash = await send(conn, {to: htlc, data});
+  say(`Claim sent in transaction ${hash}; waiting for it to be mined…`);
+  await mined(conn, hash);
+  say(`Claimed in transaction ${hash}. The bridge records it on its next pass; this page updates by itself.`);
   return hash;
 }

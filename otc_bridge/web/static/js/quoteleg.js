@@ -4,6 +4,10 @@
 // this person can do about it:
 //   RTC buyer, buyer-held, matched -> lock from the page, then reveal once "locked"
 //   RTC buyer, a lock past its timelock that was not claimed -> refund it
+//   RTC seller, buyer-held, payout committed (the preimage is in the order view) and the
+//     lock still "locked" -> claim it from the page, before its timelock: always when the
+//     bridge has no claimer key (page-config quote_chain.bridge_claims false), and as a
+//     fallback once chain time passes timelock - margin (the bridge no longer claims then)
 //   RTC seller, claimed -> "claimed for you" (buyer-held: the bridge sent the claim)
 // Kept live by order.js, which calls renderQuoteLeg on every new order version; the card is
 // rebuilt only when what it shows changes, and never while one of its actions is running.
@@ -13,10 +17,10 @@ import {busy, el, replace} from './dom.js';
 import {chainAccess, chainNow, refreshChainClock} from './ethwallet.js';
 import {formatUnits} from './money.js';
 import {forget, recall, remember} from './preimage.js';
-import {importPreimage, lockQuote, refundLock, reveal} from './quoteactions.js';
-import {clearErrors, notify, showError, state} from './state.js';
+import {claimLock, importPreimage, lockQuote, refundLock, reveal} from './quoteactions.js';
+import {bridgeClaims, clearErrors, notify, showError, state} from './state.js';
 import {roleOf} from './status.js';
-import {deadline, localDate} from './time.js';
+import {deadline, localDate, retarget} from './time.js';
 
 const STATE_TEXT = {
   awaiting_lock: 'Waiting for the buyer\'s lock',
@@ -30,6 +34,7 @@ const ENDED = new Set(['completed', 'cancelled', 'expired']);
 let shownKey = null;
 let running = null; // the order id whose action is in flight: no rebuild under it
 let timer = null;
+const claimsSent = new Map(); // order id -> the seller's claim transaction sent from this page
 
 /**
  * Render the card for ``order`` (with its ``instructions``, or null) into ``container`` as
@@ -47,9 +52,12 @@ export function renderQuoteLeg(container, order, instructions, wallet, hooks) {
   const timelock = leg?.timelock || entry?.timelock || null;
   const margin = instructions?.reveal_margin_seconds ?? chain.buyer_margin_seconds;
   const key = JSON.stringify([order.order_version, wallet?.address, entry, Boolean(instructions),
-    timelock && now >= timelock, timelock && now >= timelock - margin]);
+    timelock && now >= timelock, timelock && now >= timelock - margin, claimsSent.get(order.order_id) || null]);
   if (timelock && open(leg)) refreshChainClock().then((read) => { if (read) hooks.refresh(); });
-  if (key === shownKey && container.isConnected && container.childElementCount) return;
+  if (key === shownKey && container.isConnected && container.childElementCount) {
+    syncChainCountdowns(container);
+    return;
+  }
   shownKey = key;
   clearTimeout(timer);
   const next = [timelock - margin, timelock].filter((t) => t && t > now).sort((a, b) => a - b)[0];
@@ -65,20 +73,23 @@ export function renderQuoteLeg(container, order, instructions, wallet, hooks) {
     leg?.state === 'invalid' && leg.reason ? ` (${leg.reason})` : ''],
     lockTx && ['Lock transaction', el('span', {class: 'mono wrap', id: 'quote-lock-tx'}, lockTx)],
     (leg?.swap_id || entry?.swap_id) && ['Swap id', el('span', {class: 'mono wrap'}, leg?.swap_id || entry.swap_id)],
-    timelock && ['Timelock', open(leg) ? deadline(timelock, 'reached: the lock can be refunded') : localDate(timelock)],
+    timelock && ['Timelock', open(leg) ? chainDeadline(timelock, 'reached: the lock can be refunded') : localDate(timelock)],
     timelock && buyerHeld && order.status === 'matched' && leg?.state === 'locked'
-      && ['Reveal before', deadline(timelock - margin, 'too late to reveal')],
+      && ['Reveal before', chainDeadline(timelock - margin, 'too late to reveal')],
     instructions?.lock_by && order.status === 'matched' && !['locked', 'claimed'].includes(leg?.state)
-      && ['Lock by', deadline(instructions.lock_by, 'passed')],
+      && ['Lock by', chainDeadline(instructions.lock_by, 'passed')],
     leg?.claim_tx && ['Claim transaction', el('span', {class: 'mono wrap', id: 'quote-claim-tx'}, leg.claim_tx)],
   ].filter(Boolean);
   const parts = [el('h2', {id: 'quote-title'}, `Quote leg on the ${q} chain`),
     el('dl', {class: 'facts'}, facts.map(([k, ...v]) => [el('dt', {}, k), el('dd', {}, ...v)]))];
+  const amount = instructions ? `${formatUnits(BigInt(instructions.total_quote_base_units), instructions.quote_decimals)} ${q}` : `the ${q}`;
   if (r.seller && leg?.state === 'claimed') {
-    const amount = instructions ? `${formatUnits(BigInt(instructions.total_quote_base_units), instructions.quote_decimals)} ${q}` : `the ${q}`;
-    parts.push(el('p', {class: 'done', id: 'quote-claimed'}, buyerHeld
-      ? `Claimed for you: the bridge claimed the buyer's HTLC, which paid ${amount} to your address, in transaction ${leg.claim_tx}.`
-      : `The HTLC was claimed (paying ${amount} to your address) in transaction ${leg.claim_tx}.`));
+    const mine = claimsSent.get(order.order_id)?.toLowerCase() === leg.claim_tx?.toLowerCase();
+    parts.push(el('p', {class: 'done', id: 'quote-claimed'}, mine
+      ? `You claimed the buyer's HTLC, which paid ${amount} to your address, in transaction ${leg.claim_tx}.`
+      : buyerHeld && bridgeClaims()
+        ? `Claimed for you: the bridge claimed the buyer's HTLC, which paid ${amount} to your address, in transaction ${leg.claim_tx}.`
+        : `The HTLC was claimed (paying ${amount} to your address) in transaction ${leg.claim_tx}.`));
   }
   if (r.buyer && leg?.state === 'claimed') parts.push(el('p', {}, `Your lock was claimed for the seller in transaction ${leg.claim_tx}.`));
   const progress = el('p', {class: 'hint', role: 'status', id: 'quote-progress'});
@@ -101,6 +112,9 @@ export function renderQuoteLeg(container, order, instructions, wallet, hooks) {
   if (r.buyer && buyerHeld && order.status === 'matched') {
     parts.push(...buyerSteps({order, instructions, leg, entry, wallet, now, timelock, margin, run, hooks}));
   }
+  if (r.seller && buyerHeld && leg?.state === 'locked' && leg.swap_id && order.htlc_secret && timelock) {
+    parts.push(...sellerClaim({order, leg, chain, amount, now, timelock, margin, run}));
+  }
   const swapId = leg?.swap_id || entry?.swap_id;
   if (r.buyer && swapId && timelock && open(leg) && !entry?.refund_tx) {
     if (now >= timelock) {
@@ -116,6 +130,26 @@ export function renderQuoteLeg(container, order, instructions, wallet, hooks) {
   }
   if (entry?.refund_tx) parts.push(el('p', {}, `Refund sent in transaction ${entry.refund_tx}.`));
   replace(container, parts, progress, errors);
+  syncChainCountdowns(container);
+}
+
+/**
+ * A date and countdown for ``ts`` on the chain's clock (timelocks, lock_by): the countdown
+ * runs on the bridge's clock (time.js) towards the moment the chain reaches ``ts``, as last
+ * estimated, so a chain ahead of or behind wall time does not mislead.
+ */
+function chainDeadline(ts, passedText) {
+  const node = deadline(ts, passedText);
+  node.querySelector('.countdown').dataset.chainTime = String(ts);
+  return node;
+}
+
+/** Re-aim the chain countdowns in ``container`` at the latest estimate of the chain's clock. */
+function syncChainCountdowns(container) {
+  const offset = chainNow() - serverNow();
+  for (const node of container.querySelectorAll('.countdown[data-chain-time]')) {
+    retarget(node, Number(node.dataset.chainTime) - offset);
+  }
 }
 
 function open(leg) {
@@ -187,4 +221,44 @@ function buyerSteps({order, instructions, leg, entry, wallet, now, timelock, mar
     button);
   }
   return out;
+}
+
+/**
+ * The RTC seller's claim of a buyer-held lock once the payout is committed (the order view
+ * then carries the preimage): the main action when the bridge has no claimer key, a
+ * fallback once chain time passes ``timelock - margin`` (the bridge stops claiming then).
+ * Possible until the timelock, which the contract enforces.
+ */
+function sellerClaim({order, leg, chain, amount, now, timelock, margin, run}) {
+  const fallback = bridgeClaims();
+  if (fallback && now < timelock - margin) return []; // the bridge claims it for the seller
+  const sent = claimsSent.get(order.order_id);
+  if (sent) {
+    return [el('p', {id: 'quote-claim-sent'}, `Your claim was mined in transaction ${sent}. The bridge records it on `,
+      'its next pass; this page updates by itself.')];
+  }
+  const q = order.quote_currency;
+  const access = chainAccess('seller');
+  const late = now >= timelock;
+  const button = el('button', {type: 'button', class: fallback ? 'secondary' : 'primary', id: 'quote-claim-button'},
+    `Claim the ${q} now`);
+  button.disabled = late || !access;
+  button.addEventListener('click', () => run(button, async (say) => {
+    const hash = await claimLock(order, {chainId: chain.chain_id, htlc: chain.htlc_contract, swapId: leg.swap_id,
+      timelock, preimage: order.htlc_secret}, say);
+    claimsSent.set(order.order_id, hash);
+    notify(`Claim mined in transaction ${hash}: the HTLC paid ${amount} to your address.`);
+  }));
+  return [el('p', {id: 'quote-claim-why'}, fallback
+    ? 'The bridge has not claimed this lock for you, and this close to the timelock it no longer tries: claim it yourself now. '
+    : 'The buyer\'s RTC payout is committed, so the preimage is public to you (see Details). This bridge does not claim '
+      + 'for sellers: claim the buyer\'s HTLC yourself. ',
+  `The contract pays ${amount} to your address whoever sends the claim. `,
+  late ? 'Too late: the timelock has passed, the contract refuses a claim now, and the buyer can refund the lock.'
+    : ['Claim before the timelock: ', el('span', {id: 'quote-claim-deadline'}, chainDeadline(timelock, 'reached')),
+      '; the contract refuses a claim from then on and the buyer can refund. '],
+  late ? '' : access ? `It is sent from ${access.label}, which pays the gas.`
+    : 'No Ethereum wallet was found in this browser (window.ethereum): send claim(swap id, preimage) to the HTLC '
+      + 'contract with any wallet.'),
+  button];
 }

@@ -38,6 +38,14 @@ export function buyerHeldPair(pair) {
   return Boolean(state.config?.quote_chain?.evm_pairs?.includes(pair));
 }
 
+/**
+ * True when this bridge claims buyer-held locks for their sellers (it has a claimer key):
+ * otherwise the RTC seller claims from the order page once the buyer's payout is committed.
+ */
+export function bridgeClaims() {
+  return Boolean(state.config?.quote_chain?.bridge_claims);
+}
+
 /** Announce a short message in the status region (screen readers read it politely). */
 export function notify(text) {
   const node = byId('notice');

@@ -3,6 +3,8 @@
 // or someone just looking). Statuses are otc_bridge/domain/status.py's; causes are end_cause.
 
 import {formatRtc} from './money.js';
+import {chainNow} from './ethwallet.js';
+import {bridgeClaims, state} from './state.js';
 
 export const STATUS_LABELS = {
   locking: 'Locking escrow',
@@ -88,6 +90,10 @@ export function explain(order, wallet) {
       return {now: 'The secret was accepted. The bridge is releasing the escrow and queueing the RTC payout.',
         next: 'Nothing to do: the bridge finishes this (the reconciler takes over if it is interrupted).'};
     case 'payout_pending':
+      if (order.preimage_holder === 'buyer' && r.seller) {
+        return {now: `The escrow was released and the payout of ${rtc} to the buyer is queued on the node, waiting for the node to confirm it. The buyer's preimage is now shown to you.`,
+          next: sellerClaimHint(order, q)};
+      }
       return {now: `The escrow was released and the payout of ${rtc} to the buyer is queued on the node, waiting for the node to confirm it. The secret stays hidden until then.`,
         next: r.buyer ? 'Nothing to do: the RTC arrives in your wallet when the node confirms the payout. This page updates by itself.'
           : 'Nothing to do: this page updates by itself when the node confirms the payout.'};
@@ -100,7 +106,7 @@ export function explain(order, wallet) {
     case 'completed':
       return {now: `The swap is complete: ${rtc} was paid to the buyer's RTC wallet.`,
         next: r.buyer ? 'Done. The RTC is in your wallet.'
-          : r.seller && order.preimage_holder === 'buyer' ? `Done. The bridge claims the buyer's HTLC for you, which pays the ${q} to your address (see the quote leg).`
+          : r.seller && order.preimage_holder === 'buyer' ? `Done. ${sellerClaimHint(order, q)}`
             : r.seller ? `Done. You were paid in ${q} when you claimed the HTLC.` : 'Nothing more to do.'};
     case 'cancelled':
       return {now: `Cancelled${cause ? ` because ${cause}` : ''}. Any escrow was refunded to the RTC seller.`,
@@ -123,10 +129,25 @@ function explainBuyerHeld(order, r, rtc, q) {
   }
   if (r.seller) {
     return {now: `Matched. Your ${rtc} is in escrow; the buyer locks the ${q} in the bridge's HTLC, paying your address, under the buyer's own hashlock.`,
-      next: `Nothing to do: the bridge verifies the buyer's lock, releases the RTC on the buyer's reveal, then claims the HTLC for you (you pay no gas).${order.seller_secret_void ? ' The secret you saved when you created the order is void for this match.' : ''}`};
+      next: `Nothing to do now: the bridge verifies the buyer's lock and releases the RTC on the buyer's reveal${bridgeClaims()
+        ? ', then claims the HTLC for you (you pay no gas).'
+        : '. This bridge does not claim for you: once the buyer\'s payout is committed, this page shows the preimage and a button to claim the HTLC (you pay its gas).'}${order.seller_secret_void ? ' The secret you saved when you created the order is void for this match.' : ''}`};
   }
   return {now: `Matched: the buyer locks the ${q} in the bridge's HTLC and holds the secret.`,
     next: locked ? 'The lock is verified; the buyer reveals next.' : 'Waiting for the buyer\'s lock.'};
+}
+
+/** The buyer-held RTC seller's next step once the payout is committed: claim, or be claimed for. */
+function sellerClaimHint(order, q) {
+  const leg = order.quote_leg;
+  if (leg?.state === 'claimed') return `The buyer's HTLC was claimed: it paid the ${q} to your address (see the quote leg).`;
+  if (leg?.state !== 'locked') return `See the quote leg for the buyer's HTLC on the ${q} chain.`;
+  const margin = state.config?.quote_chain?.buyer_margin_seconds ?? 0;
+  if (bridgeClaims() && !(leg.timelock && chainNow() >= leg.timelock - margin)) {
+    return `Nothing to do: the bridge claims the buyer's HTLC for you, which pays the ${q} to your address (see the quote leg).`;
+  }
+  return `Claim the buyer's HTLC now from the quote leg below, before its timelock: it pays the ${q} to your address. ${bridgeClaims()
+    ? 'The bridge no longer claims this close to the timelock.' : 'This bridge does not claim for you.'}`;
 }
 
 /** A short line for tables ("Waiting for you to lock the HTLC"). */
@@ -134,7 +155,12 @@ export function shortHint(order, wallet) {
   const r = roleOf(order, wallet);
   if (order.status === 'matched' && order.preimage_holder === 'buyer') {
     if (r.buyer) return order.quote_leg?.state === 'locked' ? 'Reveal your preimage' : 'Lock the HTLC from the order page';
-    return r.seller ? 'The bridge settles it for you' : 'Settling on the quote chain';
+    return r.seller ? (bridgeClaims() ? 'The bridge settles it for you' : 'Claim the HTLC once the buyer reveals')
+      : 'Settling on the quote chain';
+  }
+  if (r.seller && order.preimage_holder === 'buyer' && ['payout_pending', 'completed'].includes(order.status)
+    && order.quote_leg?.state === 'locked' && !bridgeClaims()) {
+    return 'Claim the HTLC from the order page';
   }
   if (order.status === 'matched') return r.buyer ? 'Lock the HTLC, then confirm' : r.seller ? 'Claim the HTLC, then confirm' : 'Settling on the quote chain';
   if (order.status === 'open') return r.maker ? 'On the book' : 'Can be taken';

@@ -44,6 +44,13 @@ export function deadline(ts, passedText) {
   return el('span', {class: 'deadline'}, when, ' ', countdown);
 }
 
+/** Aim the countdown ``node`` (made by deadline) at unix seconds ``ts`` on the bridge's clock. */
+export function retarget(node, ts) {
+  if (node.dataset.until === String(ts)) return;
+  node.dataset.until = String(ts);
+  tick(node);
+}
+
 function tick(node) {
   const ts = Number(node.dataset.until);
   const left = ts - serverNow();
