@@ -130,9 +130,9 @@ def create_app(config: Config | None = None, *, bridge: Bridge | None = None) ->
     if config.cors_origins:
         CORS(app, resources={r"/api/*": {"origins": list(config.cors_origins)}})
 
-    from otc_bridge.api import admin, health, market, orders, stream, web
+    from otc_bridge.api import admin, docs, health, market, orders, stream, web
 
-    for module in (orders, market, admin, web, stream, health):
+    for module in (orders, market, admin, web, stream, health, docs):
         app.register_blueprint(module.bp)
     stream.init_app(app, bridge)
     health.init_app(app, bridge)

@@ -4,6 +4,9 @@ With no token configured the routes do not exist (404), so a forgotten setting c
 leave them open. The token is accepted as ``Authorization: Bearer <token>`` or
 ``X-Admin-Key: <token>`` and compared in constant time. Operator actions name the
 operator from the ``X-Operator`` header (default ``admin``) in the order's audit trail.
+The POST routes take an ``Idempotency-Key`` scoped to the admin token
+(:mod:`otc_bridge.api.idempotency`); a retry of one whose first attempt died runs again:
+a reconcile pass, a redrive (same payout key) and a resolve are idempotent by state.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hmac
 
 from flask import Blueprint, abort, jsonify, request
 
-from otc_bridge.api import body
+from otc_bridge.api import body, idempotency
 from otc_bridge.api.orders import bridge
 from otc_bridge.domain import views
 from otc_bridge.domain.errors import BridgeError, Invalid
@@ -39,8 +42,10 @@ def require_admin_token() -> None:
 
 
 @bp.post("/admin/reconcile")
+@idempotency.idempotent
 def admin_reconcile():
     """Run one reconcile pass now; returns its counts."""
+    idempotency.begin(idempotency.admin_scope())
     return jsonify(ok=True, summary=reconcile.run_once(bridge()))
 
 
@@ -80,6 +85,7 @@ def admin_audit():
 
 
 @bp.post("/admin/orders/<order_id>/redrive-payout")
+@idempotency.idempotent
 def admin_redrive_payout(order_id: str):
     """Re-send an order's payout: ``{"reason", "new_key": false}``; 409 when the node's state
     does not allow it (e.g. a voided key without ``new_key``, or a payout still live)."""
@@ -88,17 +94,21 @@ def admin_redrive_payout(order_id: str):
     new_key = data.get("new_key", False)
     if not isinstance(new_key, bool):
         raise Invalid("new_key must be true or false", field="new_key")
-    done = redrive.redrive_payout(bridge(), order_id, operator_name=_operator_name(), reason=reason,
-                                          new_key=new_key)
+    operator = _operator_name()
+    idempotency.begin(idempotency.admin_scope(), extra={"X-Operator": operator})
+    done = redrive.redrive_payout(bridge(), order_id, operator_name=operator, reason=reason, new_key=new_key)
     return jsonify(ok=True, order=views.order_view(done.order), phase=done.phase, message=done.message)
 
 
 @bp.post("/admin/orders/<order_id>/resolve")
+@idempotency.idempotent
 def admin_resolve(order_id: str):
     """Move a ``settlement_recovery`` order forward: ``{"to", "reason"}``; 409 unless the
     node's state proves ``to``."""
     data = body.json_object({"to", "reason"})
     to = resolve.resolve_target(data.get("to"))
     reason = common.check_reason(data.get("reason"))
-    order = resolve.resolve(bridge(), order_id, to, operator_name=_operator_name(), reason=reason)
+    operator = _operator_name()
+    idempotency.begin(idempotency.admin_scope(), extra={"X-Operator": operator})
+    order = resolve.resolve(bridge(), order_id, to, operator_name=operator, reason=reason)
     return jsonify(ok=True, order=views.order_view(order))

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from otc_bridge.domain import money
@@ -116,7 +116,13 @@ def json_object(allowed: Iterable[str]) -> dict[str, Any]:
     for name in data:
         if name not in allowed:
             raise Invalid(f"unknown field: {name}", field=name)
+    g.otc_json_body = data  # the request as parsed, for the Idempotency-Key fingerprint (api/idempotency.py)
     return data
+
+
+def parsed_json() -> dict[str, Any] | None:
+    """The body :func:`json_object` accepted in this request, or ``None`` if it read none."""
+    return g.get("otc_json_body")
 
 
 def text(data: dict, name: str, *, required: bool, message: str | None = None,

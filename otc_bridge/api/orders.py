@@ -1,7 +1,10 @@
 """``/api/orders`` routes: thin views over :mod:`otc_bridge.trading` (docs/protocol.md §3).
 
 Each view parses and validates its input (400 naming the field, before any signature
-check, as the reference orders them), calls one service and shapes the response.
+check, as the reference orders them), calls one service and shapes the response. The POST
+views take an ``Idempotency-Key`` (:mod:`otc_bridge.api.idempotency`): once the input is
+valid they reserve the key, and each has a ``_recover_*`` function that answers a retry
+whose first attempt died half-way from the order's state.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from otc_bridge.api import body
+from otc_bridge.api import body, idempotency
 from otc_bridge.context import Bridge
 from otc_bridge.domain import money, views, wallets
 from otc_bridge.domain.errors import Invalid, NotFound
+from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 from otc_bridge.storage import orders, reads
 from otc_bridge.trading import cancel, confirm, create, match
@@ -82,6 +86,7 @@ def _instructions(b: Bridge, order) -> dict:
 
 
 @bp.post("/api/orders")
+@idempotency.idempotent
 def create_order():
     """Create a buy or sell order (201). Sell orders lock escrow and return the preimage once."""
     b = bridge()
@@ -112,16 +117,79 @@ def create_order():
     req = create.CreateRequest(side=side, pair=pair, wallet=wallet, quote_address=address,
                                amount_micro_rtc=amount, price_nano_quote=price, ttl_seconds=ttl,
                                wallet_auth=data.get("wallet_auth"), htlc_hash=body.htlc_hash(data))
+    maker = idempotency.signed_wallet(wallet, req.wallet_auth, action="create_order", order_id="create_order",
+                                      bound=_create_bound(req))
+    idempotency.begin(idempotency.wallet_scope(maker), recover=_recover_create, link_order=True)
     created = create.create_order(b, req)
-    order = created.order
-    out = {"ok": True, **views.order_view(order), "expires_in_hours": round(ttl / 3600, 1)}
-    if side == "sell":
-        out.update(htlc_secret=created.htlc_secret, escrow_status="locked",
+    return jsonify(_create_body(created.order, created.htlc_secret)), 201
+
+
+def _create_bound(req: create.CreateRequest) -> dict:
+    """The fields a create's signature binds (docs/protocol.md §3.1), as the service checks them."""
+    bound = {"side": req.side, "pair": req.pair, "amount_micro_rtc": req.amount_micro_rtc,
+             "price_per_rtc_nano_quote": req.price_nano_quote, "ttl_seconds": req.ttl_seconds,
+             "eth_address": req.quote_address}
+    return bound | ({"htlc_hash": req.htlc_hash} if req.htlc_hash is not None else {})
+
+
+def _create_body(order: Order, htlc_secret: str | None) -> dict:
+    """The 201 body of a create: the order, ``expires_in_hours``, and for a sell order the
+    preimage (shown here only) and ``escrow_status``."""
+    out = {"ok": True, **views.order_view(order), "expires_in_hours": round(order.ttl_seconds / 3600, 1)}
+    if order.side == "sell":
+        out.update(htlc_secret=htlc_secret, escrow_status="locked",
                    message=f"Sell order created. {out['amount_rtc']} RTC locked in "
                            "escrow. SAVE htlc_secret NOW: it is shown only once and is needed to settle.")
     else:
         out["message"] = "Buy order created. Waiting for a seller to match."
-    return jsonify(out), 201
+    return out
+
+
+def _recover_create(order_id: str | None) -> Response | None:
+    """A retry of a create whose first attempt died before its answer was stored: nothing was
+    written (run it again), a buy order (its answer is rebuilt, 201), or a sell order whose
+    preimage went with the lost answer (:func:`_interrupted`)."""
+    order = None if order_id is None else orders.get_order(bridge().db.connection(), order_id)
+    if order is None:
+        return None
+    if order.side == "buy":
+        return _json(_create_body(order, None), 201)
+    return _interrupted(order, "the escrow of this sell order")
+
+
+#: Statuses of an order whose escrow is being, or has been, returned (or that holds none).
+_ENDING = frozenset({Status.REFUND_PENDING, Status.CANCELLED, Status.EXPIRED})
+
+
+def _interrupted(order: Order, what: str) -> Response:
+    """409 for a retry whose first attempt wrote ``order`` but died before its answer, the only
+    copy of ``htlc_secret``, was stored (docs/protocol.md §3.3 and §8). ``locking``: the
+    reconciler refunds ``what`` (nobody holds the preimage, so it could never settle); later
+    states: the trader must withdraw it. Body: ``{"error", "field": "Idempotency-Key",
+    "order_id", "status", "htlc_secret_lost": true}``."""
+    if order.status == Status.LOCKING:
+        advice = (f"it was interrupted while locking {what}, which the reconciler refunds. Send a new request "
+                  "with a new Idempotency-Key.")
+    elif order.status in _ENDING:
+        advice = f"the order is {order.status}: its escrow is refunded, nothing is left to do."
+    elif order.side == "sell":
+        advice = (f"cancel order {order.order_id} (signed POST /api/orders/{order.order_id}/cancel) to have "
+                  "its escrow refunded; if it is matched, it returns to the book at settle_by and can be "
+                  "cancelled then.")
+    else:
+        advice = ("without it the buyer's HTLC cannot be claimed: the match unwinds at settle_by and your "
+                  "escrow is refunded.")
+    return _json({"error": f"The first attempt with this Idempotency-Key wrote order {order.order_id} but its "
+                           f"answer, the only copy of htlc_secret, was lost before it was stored; the secret cannot "
+                           f"be shown again: {advice}",
+                  "field": idempotency.HEADER, "order_id": order.order_id, "status": str(order.status),
+                  "htlc_secret_lost": True}, 409)
+
+
+def _json(out: dict, status: int) -> Response:
+    response = jsonify(out)
+    response.status_code = status
+    return response
 
 
 @bp.get("/api/orders")
@@ -152,6 +220,7 @@ def get_order(order_id: str):
 
 
 @bp.post("/api/orders/<order_id>/match")
+@idempotency.idempotent
 def match_order(order_id: str):
     """Take an order. For a buy order the taker (RTC seller) locks escrow and gets the preimage."""
     b = bridge()
@@ -162,8 +231,30 @@ def match_order(order_id: str):
     taker_sells = order is not None and order.side == "buy"
     address = body.quote_address(data, pair, required=taker_sells,
                                  why="the RTC seller's quote-chain address that the buyer's HTLC pays")
-    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"),
-                                      htlc_hash=body.htlc_hash(data))
+    htlc_hash = body.htlc_hash(data)
+    bound = {"eth_address": address} | ({"htlc_hash": htlc_hash} if htlc_hash is not None else {})
+    taker = idempotency.signed_wallet(wallet, data.get("wallet_auth"), action="match_order", order_id=order_id,
+                                      bound=bound)
+    idempotency.begin(idempotency.wallet_scope(taker), recover=lambda _: _recover_match(order_id, taker))
+    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"), htlc_hash=htlc_hash)
+    return jsonify(_match_body(b, order, secret))
+
+
+def _recover_match(order_id: str, taker: str) -> Response | None:
+    """A retry of a match whose first attempt died before its answer was stored: the order
+    is not ``taker``'s (run it again: the service answers), or its answer is rebuilt (200)
+    when it carried no secret, or :func:`_interrupted`."""
+    order = orders.get_order(bridge().db.connection(), order_id)
+    if order is None or order.taker_wallet != taker:
+        return None
+    if order.status != Status.LOCKING and order.matched_at and (order.side == "sell" or order.buyer_holds_preimage):
+        return _json(_match_body(bridge(), order, None), 200)
+    return _interrupted(order, "your escrow (the order returns to the book)")
+
+
+def _match_body(b: Bridge, order: Order, secret: str | None) -> dict:
+    """The 200 body of a match: the order, its settlement instructions, and for the taker of a
+    buy order (the RTC seller) the preimage, shown here only."""
     out = {"ok": True, **views.order_view(order),
            "settlement_instructions": _instructions(b, order)}
     if secret:
@@ -176,10 +267,11 @@ def match_order(order_id: str):
                           "signed confirm. The bridge claims the HTLC for the seller after your RTC payout.")
     else:
         out["message"] = "Order matched. Lock the quote amount in an HTLC as instructed before settle_by."
-    return jsonify(out)
+    return out
 
 
 @bp.post("/api/orders/<order_id>/confirm")
+@idempotency.idempotent
 def confirm_order(order_id: str):
     """Settle with the preimage. 200 for every settlement outcome; ``ok`` only when completed."""
     b = bridge()
@@ -190,9 +282,26 @@ def confirm_order(order_id: str):
     # A buyer-held reveal needs no quote_tx (the bridge verified the lock on chain itself);
     # the confirm service requires it for every other order.
     quote_tx = body.quote_tx(data) if "quote_tx" in data else None
+    # The preimage is a confirm's authority, so its key belongs to whoever holds it (with or
+    # without a wallet); the secret is part of the fingerprinted body.
+    idempotency.begin(idempotency.preimage_holder_scope(order_id), recover=lambda _: _recover_confirm(order_id))
     order = confirm.confirm_order(b, order_id, secret=secret, quote_tx=quote_tx, wallet=wallet,
                                   wallet_auth=data.get("wallet_auth"))
     return jsonify(_confirm_response(order))
+
+
+#: Where a confirm that won the claim leaves the order.
+_CLAIMED = frozenset({Status.SETTLING, Status.PAYOUT_PENDING, Status.SETTLEMENT_RECOVERY, Status.COMPLETED})
+
+
+def _recover_confirm(order_id: str) -> Response | None:
+    """A retry of a confirm whose first attempt died before its answer was stored: once the
+    settlement was claimed, the answer is rebuilt from the order (200, as a confirm answers
+    every settlement outcome); otherwise the confirm runs again (its claim is a CAS)."""
+    order = orders.get_order(bridge().db.connection(), order_id)
+    if order is None or order.status not in _CLAIMED:
+        return None
+    return _json(_confirm_response(order), 200)
 
 
 _CONFIRM_MESSAGES = {
@@ -225,12 +334,30 @@ def _confirm_response(order) -> dict:
 
 
 @bp.post("/api/orders/<order_id>/cancel")
+@idempotency.idempotent
 def cancel_order(order_id: str):
     """The maker cancels an open order; a sell order's escrow is refunded."""
     b = bridge()
     data = body.json_object({"wallet", "wallet_auth"})
     wallet = body.text(data, "wallet", required=True)
+    maker = idempotency.signed_wallet(wallet, data.get("wallet_auth"), action="cancel_order", order_id=order_id,
+                                      bound={})
+    idempotency.begin(idempotency.wallet_scope(maker), recover=lambda _: _recover_cancel(order_id, maker))
     order = cancel.cancel_order(b, order_id, wallet, data.get("wallet_auth"))
+    return jsonify(_cancel_body(order))
+
+
+def _recover_cancel(order_id: str, maker: str) -> Response | None:
+    """A retry of a cancel whose first attempt died before its answer was stored: if the
+    maker's cancel took effect, its answer is rebuilt (200); otherwise it runs again."""
+    order = orders.get_order(bridge().db.connection(), order_id)
+    if order is None or order.maker_wallet != maker or order.end_cause != "cancelled":
+        return None
+    return _json(_cancel_body(order), 200)
+
+
+def _cancel_body(order: Order) -> dict:
+    """The 200 body of a cancel: the order, ``escrow_refunded`` and what happens next."""
     refunded = order.status == Status.CANCELLED
     if refunded:
         message = "Order cancelled. Escrow refunded."
@@ -239,7 +366,7 @@ def cancel_order(order_id: str):
                    "operators were alerted and will resolve the refund.")
     else:
         message = "Order cancel accepted; escrow refund is pending and will be retried by reconciliation."
-    return jsonify(ok=True, **views.order_view(order), escrow_refunded=refunded, message=message)
+    return {"ok": True, **views.order_view(order), "escrow_refunded": refunded, "message": message}
 
 
 @bp.get("/api/orders/<order_id>/events")

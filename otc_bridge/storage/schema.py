@@ -286,6 +286,38 @@ def _v5(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """Idempotent POSTs (docs/protocol.md §3.3, :mod:`otc_bridge.storage.idempotency`): one row
+    per ``Idempotency-Key`` and scope (a wallet, an order's preimage holder, the admin token),
+    identified by a hash of both, so neither the key nor the scope is stored in the clear. The
+    row is reserved ``in_flight`` before the request's first effect and holds the first answer
+    once it is ``done``: status, kept headers and the body sealed under a key derived from the
+    client's ``Idempotency-Key`` (the body of a create or a match carries ``htlc_secret``).
+    Rows live 24 h (``expires_at``) and are pruned."""
+    for sql in (
+        """
+        CREATE TABLE idempotency_keys (
+            key_id        TEXT PRIMARY KEY,
+            route         TEXT NOT NULL,
+            fingerprint   TEXT NOT NULL,
+            state         TEXT NOT NULL CHECK (state IN ('in_flight', 'done')),
+            holder        TEXT NOT NULL,
+            locked_at     INTEGER NOT NULL,
+            order_id      TEXT,
+            status_code   INTEGER,
+            response      BLOB,
+            headers       TEXT,
+            created_at    INTEGER NOT NULL,
+            completed_at  INTEGER,
+            expires_at    INTEGER NOT NULL,
+            CHECK ((state = 'done') = (status_code IS NOT NULL AND response IS NOT NULL))
+        )
+        """,
+        "CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at)",
+    ):
+        conn.execute(sql)
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
@@ -293,6 +325,7 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (3, _v3),
     (4, _v4),
     (5, _v5),
+    (6, _v6),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).
