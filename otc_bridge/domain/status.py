@@ -52,6 +52,9 @@ TRANSITIONS: dict[tuple[Status, Status], str] = {
     (S.SETTLING, S.SETTLEMENT_RECOVERY): "outcome ambiguous or failed after escrow left",
     (S.PAYOUT_PENDING, S.COMPLETED): "payout confirmed by the node",
     (S.PAYOUT_PENDING, S.SETTLEMENT_RECOVERY): "payout voided or missing on the node",
+    # Buyer-held: the seller's claim of the quote lock can no longer land while the buyer's
+    # payout is still pending: the bridge voided the payout; the escrow goes back to the seller.
+    (S.PAYOUT_PENDING, S.REFUND_PENDING): "payout voided: the quote claim can no longer land",
     (S.SETTLEMENT_RECOVERY, S.PAYOUT_PENDING): "payout proven queued, or re-driven by an operator",
     (S.SETTLEMENT_RECOVERY, S.COMPLETED): "payout proven confirmed",
     (S.SETTLEMENT_RECOVERY, S.CANCELLED): "refund proven by the node (operator)",

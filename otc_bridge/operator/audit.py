@@ -146,9 +146,12 @@ def _check_job(bridge: Bridge, order: Order) -> list[Mismatch]:
 
 
 def _in_custody(order: Order, job, worker: str) -> bool:
-    """True for a job a third party completed into the bridge's worker wallet, on an order the
-    escrow watch marked and kept (matched, for the match) or is returning (refund, ended)."""
-    return (order.escrow_tampered_at is not None and job.status == "completed" and job.worker_wallet == worker
+    """True for a job completed into the bridge's worker wallet that the bridge holds for the
+    order: a third party's accept the escrow watch marked (kept for the match, or being
+    returned), or a buyer-held release whose payout was voided because the seller's quote
+    claim could no longer land (being returned)."""
+    handled = order.escrow_tampered_at is not None or order.end_cause == "quote_unclaimable"
+    return (handled and job.status == "completed" and job.worker_wallet == worker
             and Status(order.status) in _CUSTODY_STATUSES)
 
 

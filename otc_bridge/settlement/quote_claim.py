@@ -29,7 +29,9 @@ from collections import Counter
 from otc_bridge import crashpoints
 from otc_bridge.context import Bridge
 from otc_bridge.domain.order import Order
+from otc_bridge.domain.status import Status
 from otc_bridge.settlement.record import Step
+from otc_bridge.settlement.refund import UNCLAIMABLE, safe_refund_escrow
 from otc_bridge.storage import orders, outbox
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,53 @@ def _send_claim(bridge: Bridge, order: Order) -> str | None:
     crashpoints.crash_point("after:claim_tx")
     log.info("claim of lock %s sent for the seller of order %s: %s", order.quote_swap_id, order.order_id, sent)
     return sent
+
+
+def void_unclaimable_payouts(bridge: Bridge, counts: Counter) -> None:
+    """Buyer-held orders whose payout is still pending on the node while the seller's claim
+    of the lock can no longer land (chain time at the timelock, or the buyer refunded): void
+    the payout and return the escrow to the seller (docs/protocol.md §12.6); the buyer
+    refunds the quote. Counts ``payouts_voided``. Nothing is decided without chain time."""
+    if bridge.chain is None:
+        return
+    from otc_bridge.chain import htlc
+    from otc_bridge.chain.reader import ChainUnavailable
+
+    due = orders.find(bridge.db.connection(), "preimage_holder = 'buyer' AND status = 'payout_pending' AND "
+                      "quote_leg_state = 'locked'", order_by="quote_timelock, order_id")
+    for order in due:
+        try:
+            swap = bridge.chain.swap(order.quote_swap_id)
+            now = bridge.chain.latest_time()
+        except ChainUnavailable as exc:
+            log.warning("unclaimable-payout check of order %s waits: %s", order.order_id, exc)
+            counts["waiting"] += 1
+            continue
+        if swap.state is htlc.SwapState.CLAIMED or (swap.state is htlc.SwapState.OPEN and now < swap.timelock):
+            continue  # claimed (the watcher records it), or still claimable by the seller
+        if _void_payout(bridge, order):
+            counts["payouts_voided"] += 1
+
+
+def _void_payout(bridge: Bridge, order: Order) -> bool:
+    """Void ``order``'s pending payout and start the escrow's way back; True if voided."""
+    with Step(bridge, order) as step:
+        result = bridge.node.void_pending(tx_hash=order.payout_tx_hash, reason="quote claim can no longer land")
+        step.call(result, ref=order.payout_tx_hash, reason="void the payout: the seller's claim cannot land")
+        status = bridge.node.tx_status(order.payout_tx_hash)  # the node's word decides, not the void's answer
+        step.call(status.result, ref=order.payout_tx_hash, reason="payout status after the void")
+        if status.status != "failed":  # still pending (no usable answer), or confirmed: nothing to undo
+            if status.status == "confirmed":
+                step.alert("quote_claim_late", "the buyer's payout confirmed although the seller's claim can no "
+                                               "longer land; the seller lost the quote: settle with the traders")
+            return False
+        message = (f"the seller's claim of lock {order.quote_swap_id} can no longer land (timelock "
+                   f"{order.quote_timelock}); the buyer's payout was voided and the escrow goes back to the seller")
+        moved = step.move(Status.REFUND_PENDING, actor="reconciler", reason=message,
+                          changes={"end_cause": UNCLAIMABLE, "htlc_secret": None},
+                          alert=("payout_voided_unclaimable", message))
+    safe_refund_escrow(bridge, moved)
+    return True
 
 
 def _alert_once(bridge: Bridge, code: str, message: str, *, key: str) -> None:

@@ -42,7 +42,7 @@ from otc_bridge.settlement import payout, release
 from otc_bridge.settlement.coverage import cancel_foreign_jobs, check_coverage
 from otc_bridge.settlement.escrow_job import find_job_by_ref, job_problem, read_job
 from otc_bridge.settlement.lock import abandon_lock
-from otc_bridge.settlement.quote_claim import claim_for_sellers
+from otc_bridge.settlement.quote_claim import claim_for_sellers, void_unclaimable_payouts
 from otc_bridge.settlement.quote_watch import watch_quote_chain
 from otc_bridge.settlement.record import Step, node_ref
 from otc_bridge.settlement.refund import safe_refund_escrow
@@ -56,7 +56,7 @@ LEASE_NAME = "reconciler"
 COUNTS = ("adopted", "abandoned", "released", "promoted", "still_pending", "recovered", "refunded",
           "refund_waiting", "expired", "unwound", "resolved", "waiting", "watched", "tampered", "foreign_jobs",
           "coverage_breach", "quote_locks_seen", "quote_locks_reorged", "quote_leg_changes", "settled_from_chain",
-          "quote_claims_sent", "chain_unavailable", "errors")
+          "quote_claims_sent", "payouts_voided", "chain_unavailable", "errors")
 _SELL_UNWIND = dict.fromkeys(("taker_wallet", "taker_quote_address", "matched_at", "settle_by", "payout_wallet",
                               "lock_by", "quote_leg_state", "quote_leg_reason", "quote_lock_tx", "quote_swap_id",
                               "quote_timelock"))
@@ -111,6 +111,7 @@ def _pass(bridge: Bridge, counts: Counter, limit: int) -> None:
             _guard(bridge, counts, order, action)
     # Buyer-held: claim for the sellers whose buyers' payouts this pass (or an earlier one) committed.
     claim_for_sellers(bridge, counts)
+    void_unclaimable_payouts(bridge, counts)
     # Last: the worker wallet's exposure, measured after this pass's own payouts and refunds.
     cancel_foreign_jobs(bridge, counts)
     check_coverage(bridge, counts)

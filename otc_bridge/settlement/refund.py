@@ -24,6 +24,10 @@ from otc_bridge.settlement.record import Step, bridge_claimed
 
 log = logging.getLogger(__name__)
 
+#: The cause of a buyer-held refund whose payout the bridge voided because the seller's
+#: claim of the quote lock could no longer land (settlement/quote_claim.py): the bridge's own
+#: release left the job completed into the worker, which pays it back.
+UNCLAIMABLE = "quote_unclaimable"
 #: Refund causes that end an order as ``expired`` rather than ``cancelled``.
 EXPIRY_CAUSES = frozenset({"expired", "settle_deadline_passed"})
 #: Refund causes of a buy-order *taker's* escrow: the maker's order goes back on the book,
@@ -122,7 +126,7 @@ def _moved_by_someone_else(step: Step, job) -> bool:
 def _already_alerted(order: Order) -> bool:
     """The escrow watch, or the check that ended the order, already alerted its job's state."""
     return order.escrow_tampered_at is not None or order.end_cause in ("escrow_rejected", "escrow_moved",
-                                                                       *TAKER_CAUSES)
+                                                                       UNCLAIMABLE, *TAKER_CAUSES)
 
 
 def _drive(step: Step, job) -> Order:

@@ -80,6 +80,13 @@ def _text(node: ast.AST, path: Path, constants: dict[str, dict[str, str]], param
     raise ValueError(f"{path}:{node.lineno}: cannot tell which alert code {ast.dump(node)} is")
 
 
+def _is_number(node: ast.AST) -> bool:
+    """``42`` or ``-32603``: a numeric literal."""
+    if isinstance(node, ast.UnaryOp):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool)
+
+
 def _call_name(call: ast.Call) -> str:
     func = call.func
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -123,9 +130,11 @@ def alert_codes() -> frozenset[str]:
                         add(keyword.value.elts[0])
                 for argument in _code_arguments(node, raisers):
                     add(argument)
-            if isinstance(node, ast.Dict):
+            # The OpenAPI document describes answers ("code" is a schema there), it raises nothing.
+            if isinstance(node, ast.Dict) and path.name != "openapi.py":
                 for key, value in zip(node.keys, node.values, strict=True):
-                    if isinstance(key, ast.Constant) and key.value == "code" and value is not None:
+                    if (isinstance(key, ast.Constant) and key.value == "code" and value is not None
+                            and not _is_number(value)):  # a number is a JSON-RPC error code, never an alert
                         if isinstance(value, ast.JoinedStr):
                             if function is None:
                                 raise ValueError(f"{path}: an f-string alert code outside any function")

@@ -272,3 +272,39 @@ def test_a_relisted_buyer_held_buy_order_keeps_its_hashlock_and_settles_later(ap
     run_pass(bridge)
     assert view(api, order_id)["status"] == "completed"
     assert dev_node.balance(buyer.address) == FUNDED + AMOUNT_MICRO_RTC
+
+
+def test_a_pending_payout_whose_claim_can_no_longer_land_is_voided(api, bridge, evm, dev_node, seller, buyer,
+                                                                  tmp_path):
+    """No claimer key, and the seller never claims: once the lock's timelock passes while the
+    buyer's payout still waits on the node, the bridge voids the payout and pays the escrow's
+    reward back to the seller; the buyer refunds the lock. Neither side keeps both legs."""
+    from bridge_support import bridge_env
+
+    from otc_bridge.app import build_bridge
+    from otc_bridge.config import Config
+    from otc_bridge.operator import audit
+    settings = {k: v for k, v in evm.env().items() if k != "OTC_EVM_CLAIMER_KEY"}
+    keyless = build_bridge(Config.from_env(bridge_env(tmp_path, dev_node.url, **settings,
+                                                      OTC_DB_PATH=str(bridge.config.db_path))),
+                           clock=evm.latest_timestamp)
+    order_id, secret, htlc_hash, _ = sell_matched_buyer_held(api, evm, seller, buyer)
+    created = lock(evm, order_id, htlc_hash, hours=4)
+    run_pass(keyless)
+    status, body = api.reveal(buyer, order_id, secret=secret)
+    assert status == 200 and body["status"] == "payout_pending", body
+    assert run_pass(keyless)["quote_claims_sent"] == 0  # no hot key: nobody claims for the seller
+    evm.increase_time(created.timelock - evm.latest_timestamp() + 1)
+    assert run_pass(keyless)["payouts_voided"] == 1
+    assert dev_node.confirm_pending() == 1  # the custody refund (the voided payout is gone)
+    run_pass(keyless)
+    order = view(api, order_id)
+    assert (order["status"], order["end_cause"]) == ("cancelled", "quote_unclaimable")
+    assert dev_node.balance(buyer.address) == FUNDED
+    fee = AMOUNT_MICRO_RTC * 5 // 100
+    assert dev_node.balance(seller.address) == FUNDED - fee  # the node keeps its fee on a completed job
+    buyer_eth = evm.w3.eth.get_balance(evm.accounts["buyer"].address)
+    evm.htlc.refund(evm.accounts["claimer"].signer, created.swap_id)
+    assert evm.w3.eth.get_balance(evm.accounts["buyer"].address) == buyer_eth + due_base_units("RTC/ETH")
+    assert audit.audit(keyless, include_terminal=True) == []
+    keyless.db.close()
