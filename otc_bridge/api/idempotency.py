@@ -274,6 +274,30 @@ def begin(scope: str | None, *, recover: Callable[[str | None], Response | None]
         attempt.linked = conn
 
 
+def keep_secret(secret: str) -> None:
+    """Seal ``secret`` (a preimage this request made and will hand out once) into the
+    reservation, committed before the order that uses it is written: a retry after a crash at
+    any later point gets it back (:func:`kept_secret`). A no-op without a reserved key."""
+    state: _State | None = g.get(_STATE)
+    if state is None or state.attempt is None:
+        return
+    attempt = state.attempt
+    sealed = store.seal(attempt.key, attempt.key_id, secret.encode())
+    if not store.keep_secret(_bridge().db, attempt.key_id, holder=attempt.holder, locked_at=attempt.locked_at,
+                             sealed=sealed):
+        raise Answered(_in_progress())  # a retry took the key over meanwhile: it decides
+
+
+def kept_secret() -> str | None:
+    """The preimage an earlier attempt with this request's key kept (:func:`keep_secret`), or
+    ``None``; only while this request holds the key."""
+    state: _State | None = g.get(_STATE)
+    if state is None or state.attempt is None:
+        return None
+    sealed = store.kept_secret(_bridge().db.connection(), state.attempt.key_id)
+    return None if sealed is None else store.unseal(state.key, state.attempt.key_id, sealed).decode()
+
+
 def _answer_existing(b: Bridge, row: store.Row, *, route: str, fingerprint_: str, key: str, holder: str,
                      now: int) -> None:
     """Answer from a live row, or take it over when stale (then return)."""

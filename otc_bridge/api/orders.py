@@ -9,6 +9,7 @@ whose first attempt died half-way from the order's state.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from otc_bridge.api import body, idempotency
 from otc_bridge.context import Bridge
 from otc_bridge.domain import money, views, wallets
 from otc_bridge.domain.errors import Invalid, NotFound
+from otc_bridge.domain.hashlock import new_preimage, preimage_matches
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
 from otc_bridge.storage import orders, reads
@@ -120,6 +122,9 @@ def create_order():
     maker = idempotency.signed_wallet(wallet, req.wallet_auth, action="create_order", order_id="create_order",
                                       bound=_create_bound(req))
     idempotency.begin(idempotency.wallet_scope(maker), recover=_recover_create, link_order=True)
+    if side == "sell":  # kept with the key before the order exists: a retry after any crash gets it back
+        req = dataclasses.replace(req, preimage=new_preimage())
+        idempotency.keep_secret(req.preimage[0])
     created = create.create_order(b, req)
     return jsonify(_create_body(created.order, created.htlc_secret)), 201
 
@@ -154,7 +159,19 @@ def _recover_create(order_id: str | None) -> Response | None:
         return None
     if order.side == "buy":
         return _json(_create_body(order, None), 201)
+    kept = _kept_secret_of(order)
+    if kept is not None:
+        return _json(_create_body(order, kept), 201)
     return _interrupted(order, "the escrow of this sell order")
+
+
+def _kept_secret_of(order: Order) -> str | None:
+    """The preimage the first attempt kept with its key, if it is ``order``'s and the order
+    can still use it (not locking or ending: those are refunded whatever the trader holds)."""
+    kept = idempotency.kept_secret()
+    if kept is None or order.htlc_hash is None or not preimage_matches(kept, order.htlc_hash):
+        return None
+    return None if order.status == Status.LOCKING or order.status in _ENDING else kept
 
 
 #: Statuses of an order whose escrow is being, or has been, returned (or that holds none).
@@ -236,7 +253,12 @@ def match_order(order_id: str):
     taker = idempotency.signed_wallet(wallet, data.get("wallet_auth"), action="match_order", order_id=order_id,
                                       bound=bound)
     idempotency.begin(idempotency.wallet_scope(taker), recover=lambda _: _recover_match(order_id, taker))
-    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"), htlc_hash=htlc_hash)
+    made = None
+    if taker_sells and htlc_hash is None and not order.buyer_holds_preimage:
+        made = new_preimage()  # the taker's preimage, kept with the key before the match is written
+        idempotency.keep_secret(made[0])
+    order, secret = match.match_order(b, order_id, wallet, address, data.get("wallet_auth"), htlc_hash=htlc_hash,
+                                      preimage=made)
     return jsonify(_match_body(b, order, secret))
 
 
@@ -249,6 +271,9 @@ def _recover_match(order_id: str, taker: str) -> Response | None:
         return None
     if order.status != Status.LOCKING and order.matched_at and (order.side == "sell" or order.buyer_holds_preimage):
         return _json(_match_body(bridge(), order, None), 200)
+    kept = _kept_secret_of(order) if order.matched_at else None
+    if kept is not None:
+        return _json(_match_body(bridge(), order, kept), 200)
     return _interrupted(order, "your escrow (the order returns to the book)")
 
 

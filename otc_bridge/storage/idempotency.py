@@ -213,6 +213,21 @@ def unseal(key: str, key_id: str, sealed: bytes) -> bytes:
 
 # --- linking a create to the order it writes ------------------------------------------------------
 
+def keep_secret(db: Database, key_id: str, *, holder: str, locked_at: int, sealed: bytes) -> bool:
+    """Store a preimage made for this request, sealed (:func:`seal`), in its reservation,
+    committed before the order that uses it is written: a retry after a crash anywhere later
+    can give it back (docs/protocol.md §3.3). True if this attempt still held the row."""
+    row = db.write_one("UPDATE idempotency_keys SET kept_secret = ? WHERE key_id = ? AND state = 'in_flight' "
+                       "AND holder = ? AND locked_at = ? RETURNING key_id", (sealed, key_id, holder, locked_at))
+    return row is not None
+
+
+def kept_secret(conn: sqlite3.Connection, key_id: str) -> bytes | None:
+    """The sealed preimage :func:`keep_secret` stored for ``key_id``, if any."""
+    row = conn.execute("SELECT kept_secret FROM idempotency_keys WHERE key_id = ?", (key_id,)).fetchone()
+    return None if row is None else row["kept_secret"]
+
+
 def link_orders_to(conn: sqlite3.Connection, key_id: str) -> None:
     """Until :func:`unlink_orders`, an order inserted through ``conn`` is written into the
     ``in_flight`` row ``key_id`` (if that row names no order yet), **in the insert's own

@@ -304,6 +304,7 @@ def _v6(conn: sqlite3.Connection) -> None:
             holder        TEXT NOT NULL,
             locked_at     INTEGER NOT NULL,
             order_id      TEXT,
+            kept_secret   BLOB,
             status_code   INTEGER,
             response      BLOB,
             headers       TEXT,

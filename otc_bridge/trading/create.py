@@ -36,6 +36,9 @@ class CreateRequest:
     ttl_seconds: int
     wallet_auth: object
     htlc_hash: str | None = None  # buyer-held buy order: sha256 of the maker's own preimage
+    # A sell order's (preimage, hashlock), made by the caller so it can keep the preimage with
+    # the request's Idempotency-Key before anything is written (api/idempotency.py); None: made here.
+    preimage: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         require_rtc_balance(bridge, verified.wallet, req.amount_micro_rtc, "Insufficient RTC balance")
     now = bridge.now()
     order_id = new_order_id()
-    secret, htlc_hash = new_preimage() if req.side == "sell" else (None, None)
+    secret, htlc_hash = (req.preimage or new_preimage()) if req.side == "sell" else (None, None)
     status = Status.LOCKING if req.side == "sell" else Status.OPEN
     columns = {
         "order_id": order_id, "side": req.side, "pair": req.pair, "status": str(status),

@@ -25,7 +25,8 @@ from otc_bridge.trading.common import (
 
 
 def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
-                wallet_auth: object, *, htlc_hash: str | None = None) -> tuple[Order, str | None]:
+                wallet_auth: object, *, htlc_hash: str | None = None,
+                preimage: tuple[str, str] | None = None) -> tuple[Order, str | None]:
     """Take an open order; returns ``(order, htlc_secret)`` (secret only for a buy order,
     whose taker is the RTC seller and locks escrow now).
 
@@ -66,8 +67,8 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
             to = Status.LOCKING
             if order.buyer_holds_preimage:  # the maker (RTC buyer) chose the hashlock at create
                 htlc_hash = order.htlc_hash
-            else:
-                secret, htlc_hash = new_preimage()
+            else:  # the caller may have made it, to keep it with its Idempotency-Key first
+                secret, htlc_hash = preimage or new_preimage()
             ttl = bridge.config.settle_window_seconds + bridge.config.escrow_margin_for(order.pair)
             changes |= {"htlc_hash": htlc_hash, "payout_wallet": order.maker_wallet,
                         **escrow_intent(order_id, order.order_version + 1, verified.wallet, order.amount_micro_rtc,
