@@ -10,9 +10,10 @@ maps onto the same phases.
 from __future__ import annotations
 
 from otc_bridge.context import Bridge
-from otc_bridge.domain.errors import NodeBusy
+from otc_bridge.domain.errors import NodeBusy, NodeUnavailable
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
+from otc_bridge.node.amounts import payout_tx_hash
 from otc_bridge.settlement.record import Step, node_ref
 from otc_bridge.storage import orders
 from otc_bridge.storage.events import NodeRef
@@ -117,3 +118,18 @@ def complete_step(step: Step, ref: NodeRef, *, actor: str = "bridge",
                                 earlier=pending)
     step.order = new
     return new
+
+
+def paid_on_node(step: Step) -> bool:
+    """True if the node holds the order's own payout (key ``otc_payout:<order>``), pending or
+    confirmed: the bridge itself released and paid this order, even if its database no longer
+    says so (restored from a backup or replica, docs/backups.md). Then a job completed into
+    the worker is no tampering, and refunding the seller from it would pay both sides.
+    Raises ``NodeUnavailable`` without a usable answer: nothing may be decided then."""
+    key = f"otc_payout:{step.order.order_id}"
+    status = step.bridge.node.tx_status(payout_tx_hash(key))
+    step.call(status.result, ref=payout_tx_hash(key), reason="look for the order's own payout")
+    if status.status is None:
+        step.flush()
+        raise NodeUnavailable("Escrow node did not answer the payout lookup; nothing was changed, retry")
+    return phase_of_tx_status(status.status) in ("pending", "confirmed")

@@ -19,7 +19,7 @@ from otc_bridge.node.amounts import payout_tx_hash
 from otc_bridge.node.results import Job
 from otc_bridge.settlement import quote_hold
 from otc_bridge.settlement.escrow_job import alert_if_moved_first, read_job
-from otc_bridge.settlement.payout import phase_of_tx_status
+from otc_bridge.settlement.payout import paid_on_node, phase_of_tx_status
 from otc_bridge.settlement.record import Step, bridge_claimed
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,23 @@ def _drive(step: Step, job) -> Order:
     return step.order
 
 
+#: The alert of a job completed into the worker whose order the node shows already paid.
+FOUND = "settlement_found_on_node"
+
+
+def settlement_found(step: Step, seen: str) -> Order:
+    """Stop every automatic action on an order the bridge already settled on the node (its
+    payout under ``otc_payout:<order>`` exists) though its row says otherwise (a restore lost
+    that): ``settlement_recovery`` with an alert; an operator reconciles it with the node
+    (docs/backups.md). An open order passes through ``refund_pending`` (the table's edges)."""
+    message = (f"{seen}, and the node holds this order's own payout: the bridge settled it before and the "
+               "database lost that (restored from a backup?). Nothing is refunded; resolve it by hand")
+    if step.order.status == Status.OPEN:
+        step.move(Status.REFUND_PENDING, reason="escrow released by the bridge's own settlement, lost by a restore",
+                  changes={"end_cause": "settlement_found_on_node"})
+    return step.move(Status.SETTLEMENT_RECOVERY, reason=message, alert=(FOUND, message))
+
+
 def _refund_from_custody(step: Step, job: Job) -> Order:
     """Return escrow that sits in the worker wallet to its poster with a keyed transfer.
 
@@ -187,6 +204,11 @@ def _refund_from_custody(step: Step, job: Job) -> Order:
     """
     bridge, order = step.bridge, step.order
     if order.refund_key is None:
+        # Before the first send: a job completed into the worker may be the bridge's own release
+        # whose settlement a restored database lost; its buyer is paid, so the seller is not.
+        if paid_on_node(step):
+            return settlement_found(step, f"escrow job {job.job_id} is completed into the worker while the order "
+                                          f"is {order.status}")
         key = f"otc_refund:{order.order_id}:v{order.order_version}"
         order = step.annotate({"refund_key": key, "refund_tx_hash": payout_tx_hash(key),
                                "refund_micro_rtc": job.reward_i64},

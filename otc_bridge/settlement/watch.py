@@ -29,15 +29,14 @@ import logging
 from collections import Counter
 
 from otc_bridge.context import Bridge
-from otc_bridge.domain.errors import BridgeError, NodeUnavailable
+from otc_bridge.domain.errors import BridgeError
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.status import Status
-from otc_bridge.node.amounts import payout_tx_hash
 from otc_bridge.node.results import Job
 from otc_bridge.settlement import payout
 from otc_bridge.settlement.escrow_job import held_by_bridge, job_problem, read_job
 from otc_bridge.settlement.record import Step
-from otc_bridge.settlement.refund import safe_refund_escrow
+from otc_bridge.settlement.refund import safe_refund_escrow, settlement_found
 from otc_bridge.storage import orders
 from otc_bridge.storage.orders import ConcurrentUpdate
 
@@ -46,8 +45,7 @@ log = logging.getLogger(__name__)
 #: Orders read per query while walking the watched set (memory stays bounded on large books).
 PAGE_SIZE = 200
 TAMPERED = "escrow_tampered"
-#: The alert of a completed job whose order the node shows already paid (see _paid_before).
-FOUND = "settlement_found_on_node"
+
 
 
 def watch_escrow(bridge: Bridge, counts: Counter) -> None:
@@ -103,8 +101,8 @@ def _act(step: Step, job: Job) -> Order | None:
         return None
     ours = job.worker_wallet == bridge.config.worker_wallet and job_problem(order, job) is None
     seen = f"escrow job {job.job_id} is {job.status} (worker {job.worker_wallet!r}) while the order is {order.status}"
-    if ours and job.status == "completed" and order.escrow_tampered_at is None and _paid_before(step):
-        return _settlement_found(step, seen)
+    if ours and job.status == "completed" and order.escrow_tampered_at is None and payout.paid_on_node(step):
+        return settlement_found(step, seen)
     if order.status == Status.MATCHED and ours and job.status == "completed":
         if order.escrow_tampered_at is not None:
             return None  # in custody and already marked: nothing new to do or to count
@@ -117,31 +115,6 @@ def _act(step: Step, job: Job) -> Order | None:
                       changes={"end_cause": refund_cause(order)})
     step.flush()
     return safe_refund_escrow(bridge, moved)
-
-
-def _paid_before(step: Step) -> bool:
-    """True if the node holds the order's own payout (key ``otc_payout:<order>``), pending or
-    confirmed: the bridge itself released and paid this order, and a database restored from
-    a backup or replica lost that settlement (docs/backups.md). Then the completed job is no
-    tampering, and a custody refund would pay the seller as well as the buyer."""
-    key = f"otc_payout:{step.order.order_id}"
-    status = step.bridge.node.tx_status(payout_tx_hash(key))
-    step.call(status.result, ref=payout_tx_hash(key), reason="escrow watch: look for the order's own payout")
-    if status.status is None:  # no usable answer: decide nothing now, the next pass asks again
-        step.flush()
-        raise NodeUnavailable("Escrow node did not answer the payout lookup; nothing was changed, retry")
-    return payout.phase_of_tx_status(status.status) in ("pending", "confirmed")
-
-
-def _settlement_found(step: Step, seen: str) -> Order:
-    """Stop every automatic action on an order the bridge already settled (lost by a restore):
-    ``settlement_recovery`` and an alert; an operator reconciles the order with the node."""
-    message = (f"{seen}, and the node holds this order's own payout: the bridge settled it before and the "
-               "database lost that (restored from a backup?). Nothing is refunded; resolve it by hand")
-    if step.order.status == Status.OPEN:
-        step.move(Status.REFUND_PENDING, reason="escrow released by the bridge's own settlement, lost by a restore",
-                  changes={"end_cause": "settlement_found_on_node"})
-    return step.move(Status.SETTLEMENT_RECOVERY, reason=message, alert=(FOUND, message))
 
 
 def _mark(step: Step, seen: str) -> None:

@@ -405,6 +405,8 @@ def test_refund_of_a_job_completed_into_the_worker_is_paid_back_from_custody(bri
     refund_key = f"otc_refund:{ORDER_ID}:v4"
     refund_tx = payout_tx_hash(refund_key)
     reads(node, job("completed"), job("completed"))
+    own_payout = payout_tx_hash(f"otc_payout:{ORDER_ID}")
+    node.get(f"{NODE}/wallet/tx/{own_payout}", **NOT_FOUND)  # the bridge never paid this order itself
     node.post(TRANSFER_URL, json=transfer("pending") | {"tx_hash": refund_tx})
     out = refund.safe_refund_escrow(bridge, order)
     assert (out.status, out.refund_key, out.refund_tx_hash, out.refund_micro_rtc) == (
@@ -417,8 +419,23 @@ def test_refund_of_a_job_completed_into_the_worker_is_paid_back_from_custody(bri
                                                     "confirmations": 1, "block_height": 9})
     out = refund.safe_refund_escrow(bridge, out)
     assert (out.status, out.end_cause) == ("cancelled", "escrow_tampered")
-    assert calls(node) == [GET_JOB, TRANSFER, GET_JOB, f"GET /wallet/tx/{refund_tx}"]
+    assert calls(node) == [GET_JOB, f"GET /wallet/tx/{own_payout}", TRANSFER, GET_JOB, f"GET /wallet/tx/{refund_tx}"]
     assert_sound(bridge)
+
+
+def test_a_custody_refund_of_an_order_the_node_shows_paid_goes_to_recovery(bridge, node):
+    """A restored database may have lost the bridge's own settlement: the job completed into
+    the worker is its release, and the buyer's payout exists. Refunding the seller too would
+    pay both; the order goes to settlement_recovery, nothing is sent."""
+    order = insert_order(bridge, "refund_pending", end_cause="escrow_outcome_lost")
+    reads(node, job("completed"))
+    own_payout = payout_tx_hash(f"otc_payout:{ORDER_ID}")
+    node.get(f"{NODE}/wallet/tx/{own_payout}", json={"ok": True, "tx_hash": own_payout, "status": "confirmed",
+                                                     "confirmations": 1, "block_height": 9})
+    out = refund.safe_refund_escrow(bridge, order)
+    assert out.status == "settlement_recovery"
+    assert TRANSFER not in calls(node)
+    assert any(a.startswith("alert:settlement_found_on_node:") for a in alerts(bridge))
 
 
 def test_a_voided_custody_refund_goes_to_recovery(bridge, node):
