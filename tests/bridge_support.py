@@ -6,12 +6,16 @@ A module with a unique name (not conftest) so test files can import it directly.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import requests
 from werkzeug.serving import make_server
 
+from otc_bridge import crashpoints
 from otc_bridge.client import BridgeClient, Wallet
 from otc_bridge.dev.node.server import DEFAULT_DEV_ADMIN_KEY
 from otc_bridge.domain.order import Order
@@ -175,3 +179,22 @@ def third_party(node: NodeHandle, job_id: str, poster: str, *steps: str) -> None
         path = f"/dev/jobs/{job_id}/expire" if step == "expire" else f"/agent/jobs/{job_id}/{step}"
         response = node.post(path, bodies.get(step))
         assert response.status_code == 200, (step, response.text)
+
+
+class SimulatedCrash(BaseException):
+    """Raised by the in-process crash hook (a BaseException: nothing on the path catches it)."""
+
+
+@contextmanager
+def dies_at(point: str) -> Iterator[None]:
+    """Stop the in-process operation at ``point`` as a crash would (nothing after it runs)."""
+    def hook(name: str) -> None:
+        if name == point:
+            raise SimulatedCrash(point)
+
+    crashpoints.set_hook(hook)
+    try:
+        with pytest.raises(SimulatedCrash):
+            yield
+    finally:
+        crashpoints.set_hook(None)

@@ -187,7 +187,7 @@ def signed_wallet(wallet: object, wallet_auth: object, *, action: str, order_id:
         # ``now`` = the signature's own timestamp: the window check passes by construction.
         return wallets.verify(wallet, wallet_auth, action=action, order_id=order_id, bound=bound,
                               now=timestamp).wallet
-    except wallets.AuthError:
+    except wallets.AuthError:  # not an error here: no scope, nothing reserved; the service answers the 401
         return None
 
 

@@ -12,11 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH, NodeHandle, third_party
+from bridge_support import BUYER_ETH, SELLER_ETH, NodeHandle, SimulatedCrash, dies_at, third_party  # noqa: F401
 from crash_support import bridge_env
 
-from otc_bridge import crashpoints
 from otc_bridge.app import build_bridge
 from otc_bridge.client import BridgeClient, Wallet
 from otc_bridge.config import Config
@@ -87,10 +85,6 @@ def new_ctx(workdir: Path, node: NodeHandle, side: str) -> Ctx:
     return ctx
 
 
-class SimulatedCrash(BaseException):
-    """Raised by the in-process crash hook (a BaseException: nothing on the path catches it)."""
-
-
 @contextmanager
 def service_bridge(ctx: Ctx, shift_seconds: int = 0) -> Iterator[Bridge]:
     """The bridge's services on the scenario's database, in this process; the clock
@@ -102,21 +96,6 @@ def service_bridge(ctx: Ctx, shift_seconds: int = 0) -> Iterator[Bridge]:
         yield bridge
     finally:
         bridge.db.close()
-
-
-@contextmanager
-def dies_at(point: str) -> Iterator[None]:
-    """Stop the in-process operation at ``point`` as a crash would (nothing after it runs)."""
-    def hook(name: str) -> None:
-        if name == point:
-            raise SimulatedCrash(point)
-
-    crashpoints.set_hook(hook)
-    try:
-        with pytest.raises(SimulatedCrash):
-            yield
-    finally:
-        crashpoints.set_hook(None)
 
 
 # --- set-ups: the order's state before the crashed operation (in-process services) -----------

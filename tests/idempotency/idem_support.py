@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import pytest
-from bridge_support import BUYER_ETH, SELLER_ETH
+from bridge_support import BUYER_ETH, SELLER_ETH, SimulatedCrash, dies_at  # noqa: F401
 
-from otc_bridge import crashpoints
 from otc_bridge.api.idempotency import HEADER, REPLAYED_HEADER, STALE_MARGIN_SECONDS
 from otc_bridge.client import Wallet
 
@@ -91,24 +87,6 @@ def count(bridge, table: str) -> int:
     return bridge.db.read_one(f"SELECT COUNT(*) FROM {table}")[0]  # noqa: S608
 
 
-class SimulatedCrash(BaseException):
-    """Raised at a crash point: a BaseException, so nothing on the money path catches it."""
-
-
-@contextmanager
-def dies_at(point: str) -> Iterator[None]:
-    """The in-process operation stops at crash point ``point`` as if the process died there
-    (nothing after it runs: no answer, no stored response)."""
-    def hook(name: str) -> None:
-        if name == point:
-            raise SimulatedCrash(point)
-
-    crashpoints.set_hook(hook)
-    try:
-        with pytest.raises(SimulatedCrash):
-            yield
-    finally:
-        crashpoints.set_hook(None)
 
 
 def wall_clock_start() -> int:
