@@ -110,6 +110,15 @@ def expected_escrow_micro_rtc(reward_micro_rtc: int) -> int:
     return reward_micro_rtc + expected_fee_micro_rtc(reward_micro_rtc)
 
 
+def reward_from_wire(reward_rtc: object) -> int | None:
+    """The micro-RTC reward the node holds for an echoed ``reward_rtc`` (its own
+    ``int(reward_rtc * 1e6)``, docs/escrow-node.md §1.2: the create answer echoes the parsed
+    float, not the truncated integer), or ``None`` if the value is not a finite number."""
+    if isinstance(reward_rtc, bool) or not isinstance(reward_rtc, (int, float)) or not math.isfinite(reward_rtc):
+        return None
+    return _node_reward_micro_rtc(float(reward_rtc))
+
+
 def payout_tx_hash(idempotency_key: str) -> str:
     """The node's ``tx_hash`` for a keyed ``/wallet/transfer``: 32 lower-case hex chars.
 

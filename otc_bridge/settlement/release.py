@@ -22,6 +22,16 @@ from otc_bridge.settlement.record import Step, node_ref
 RELEASE_INTENT = ("POST /agent/jobs/<job_id>/deliver", "release step from claimed: intent (deliver, accept, payout)")
 
 
+class TakenBack(Exception):
+    """A confirm's release found the escrow moved by someone else before the bridge's first
+    release call landed: the settlement claim was undone (``settling`` -> ``matched``, the
+    preimage not kept) and ``job`` is the node's state, for the escrow watch to act on."""
+
+    def __init__(self, order: Order, job: Job) -> None:
+        super().__init__(f"escrow job {job.job_id} is {job.status}")
+        self.order, self.job = order, job
+
+
 def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False, job: Job | None = None) -> Order:
     """Release a ``settling`` order's escrow to the bridge worker, then pay the buyer.
 
@@ -34,42 +44,58 @@ def advance_release(bridge: Bridge, order: Order, *, just_claimed: bool = False,
     leaves ``settling`` for the reconciler (after its grace period).
 
     ``just_claimed`` is True when the caller's own claim into ``settling`` happened in this
-    request: no release call can have been made yet, so a job found past ``claimed`` was
-    moved by someone else whatever the recorded intent says. ``job`` is the caller's read of
-    the job made right before that claim (not read again).
+    request: no release call can have been made yet. Then ``job`` is the caller's read of the
+    job made right before that claim, or ``None``: the job was held by the bridge when last
+    seen, and the deliver itself is the read (docs/escrow-node.md §1.4: it answers 200 only
+    for a job ``claimed`` by our worker and not expired, and a claimed job's amounts cannot
+    change), so the job is read only after a non-OK answer. Raises :class:`TakenBack` when
+    that read shows the escrow moved by someone else while every release call of ours was
+    refused.
     """
     with Step(bridge, order) as step:
-        if job is None:
+        if job is None and not just_claimed:
             job = read_job(step, "release: read escrow job")
-        # While matched the bridge never touches the job: finding it past `claimed` before our
-        # first release call means someone else moved it. A release to our own worker still
-        # lets the buyer be paid against the valid preimage, but an operator must know. Only
-        # where the release proceeds (job ours, amounts right): other cases alert on their own.
-        if (job is not None and job.status in ("delivered", "completed")
-                and job.worker_wallet == bridge.config.worker_wallet and job_problem(order, job) is None):
-            if just_claimed:
-                step.alert("escrow_job_moved", f"escrow job was {job.status} (worker {job.worker_wallet!r}) "
-                                               "before the bridge's first release step")
-            else:
-                alert_if_moved_first(step, job, "release step")
-        return _drive(step, job)
+        elif job is not None and just_claimed:
+            _alert_if_released_by_another(step, job, first=True)
+        return _drive(step, job, just_claimed)
 
 
-def _drive(step: Step, job: Job | None) -> Order:
+def _alert_if_released_by_another(step: Step, job: Job, *, first: bool) -> None:
+    """While matched the bridge never touches the job: finding it released to our worker
+    before our first release call means someone else moved it. The buyer is still paid
+    against the valid preimage, but an operator must know (``first``: no release call of ours
+    can have landed; otherwise the recorded intents decide)."""
+    bridge, order = step.bridge, step.order
+    if (job.status in ("delivered", "completed") and job.worker_wallet == bridge.config.worker_wallet
+            and job_problem(order, job) is None):
+        if first:
+            step.alert("escrow_job_moved", f"escrow job was {job.status} (worker {job.worker_wallet!r}) "
+                                           "before the bridge's first release step")
+        else:
+            alert_if_moved_first(step, job, "release step")
+
+
+def _drive(step: Step, job: Job | None, just_claimed: bool) -> Order:
     bridge = step.bridge
     worker, job_id = bridge.config.worker_wallet, step.order.escrow_job_id
-    status = job.status if job else None
+    if job is None and not just_claimed:
+        return step.order
+    if job is not None and not just_claimed:
+        _alert_if_released_by_another(step, job, first=False)
+    status = job.status if job else "claimed"  # just claimed without a read: held when last seen
+    landed = False  # may a release call of ours have taken effect?
     for _ in range(4):  # at most two steps, each possibly followed by one re-read
-        if job is None:
-            return step.order
         order = step.order
-        problem = job_problem(order, job)
-        if problem is None and job.worker_wallet != worker:
-            problem = f"escrow job is {job.status} with worker {job.worker_wallet!r}, not the bridge"
-        if problem is None and status not in ("claimed", "delivered", "completed"):
-            problem = f"escrow job is {status} on the node; it cannot be released"
-        if problem:
-            return step.move(Status.SETTLEMENT_RECOVERY, reason=problem, alert=("escrow_job_moved", problem))
+        if job is not None:
+            problem = job_problem(order, job)
+            if problem is None and job.worker_wallet != worker:
+                problem = f"escrow job is {job.status} with worker {job.worker_wallet!r}, not the bridge"
+            if problem is None and status not in ("claimed", "delivered", "completed"):
+                problem = f"escrow job is {status} on the node; it cannot be released"
+            if problem and just_claimed and not landed:
+                raise TakenBack(_undo_claim(step, f"{problem}; no release call of the bridge's landed"), job)
+            if problem:
+                return step.move(Status.SETTLEMENT_RECOVERY, reason=problem, alert=("escrow_job_moved", problem))
         if status == "completed":
             return pay(step)
         if status == "claimed":
@@ -78,6 +104,7 @@ def _drive(step: Step, job: Job | None) -> Order:
         else:
             result = bridge.node.accept_job(job_id, poster_wallet=order.escrow_wallet, rating=5)
         step.call(result, ref=job_id, reason=f"release step from {status}")
+        landed = landed or not result.failed
         if result.ok:
             credited = credited_micro_rtc(result.body) if status == "delivered" else None
             if credited is not None and credited != order.escrow_reward_micro_rtc:
@@ -86,13 +113,24 @@ def _drive(step: Step, job: Job | None) -> Order:
                 return step.move(Status.SETTLEMENT_RECOVERY, reason=message,
                                  alert=("escrow_credit_mismatch", message), node=node_ref(result, job_id))
             status = str(result.body["status"])
+            job = None
             continue
         job = read_job(step, "release: re-read after a non-OK answer")
-        if job is not None and job.status == status:
+        if job is None:
+            return step.order  # no answer: the reconciler resumes from the node's state
+        if job.status == status:
             if result.failed and status == "claimed" and held_by_bridge(bridge, order, job):
-                return step.move(Status.MATCHED, reason=f"node refused deliver ({result.error}); no funds left escrow",
-                                 node=node_ref(result, job_id),
-                                 changes={"htlc_secret": None, "quote_tx": None, "settling_at": None})
+                return _undo_claim(step, f"node refused deliver ({result.error}); no funds left escrow",
+                                   node=node_ref(result, job_id))
             return step.order  # no progress: the reconciler resumes from the node's state
-        status = job.status if job else None
+        if just_claimed and not landed:
+            _alert_if_released_by_another(step, job, first=True)
+        status = job.status
     return step.order
+
+
+def _undo_claim(step: Step, reason: str, **kwargs) -> Order:
+    """``settling`` -> ``matched`` when nothing left escrow by the bridge's hand: the preimage
+    and the evidence are not kept, and the confirm may be retried."""
+    return step.move(Status.MATCHED, reason=reason,
+                     changes={"htlc_secret": None, "quote_tx": None, "settling_at": None}, **kwargs)

@@ -4,11 +4,16 @@ for a trader's confirm and for the quote-chain watcher that saw the seller's on-
 
 One compare-and-swap into ``settling`` that also stores the preimage, the payout key and the
 release intent, then the release itself (:func:`otc_bridge.settlement.release.advance_release`).
-Right before the claim the escrow job is read once: only an escrow the bridge still holds
-(or holds in custody after tampering) is released.
+Only an escrow the bridge still holds (or holds in custody after tampering) is released. The
+proof is the release's own deliver: the node answers 200 only for a job claimed by the
+bridge's worker and not expired (docs/escrow-node.md §1.4), so no read precedes it; a refused
+deliver is followed by a read, and an escrow someone else moved undoes the claim and answers
+409 with nothing kept. An order whose escrow is already in custody is read first instead.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from otc_bridge.context import Bridge
 from otc_bridge.domain.errors import BridgeError, Conflict, NodeUnavailable
@@ -36,8 +41,9 @@ def settle_with_preimage(bridge: Bridge, order: Order, *, secret: str, quote_tx:
     (``completed``, ``payout_pending``, ``settling``, ``settlement_recovery`` or ``matched``
     when nothing left escrow).
 
-    Raises ``NodeUnavailable`` (502) when the job read gets no answer, ``Conflict`` (409)
-    when the escrow was taken back on the node or another actor claimed first, a 503
+    Raises ``NodeUnavailable`` (502) when the job read of an order in custody gets no answer,
+    ``Conflict`` (409) when the escrow was taken back on the node (nothing kept) or another
+    actor claimed first, a 503
     ``BridgeError`` while releases are paused, and ``ConcurrentUpdate`` when the reconciler
     finished this settlement during the release. Nothing is stored on any refusal.
     """
@@ -45,7 +51,8 @@ def settle_with_preimage(bridge: Bridge, order: Order, *, secret: str, quote_tx:
     changes = {"htlc_secret": secret, "quote_tx": quote_tx, "settling_at": bridge.now(), "payout_key": key,
                "payout_tx_hash": payout_tx_hash(key), "payout_micro_rtc": order.escrow_reward_micro_rtc}
     with Step(bridge, order) as step:
-        job = _escrow_before_release(step)
+        # In custody (tampering seen by the watch) the job is past `claimed`: read it first.
+        job = _escrow_before_release(step) if order.escrow_tampered_at is not None else None
         try:
             order = step.move(Status.SETTLING, actor=actor, reason="preimage verified; settlement claimed",
                               changes=changes, intent=release.RELEASE_INTENT, guard=pauses.NO_RELEASE_PAUSE)
@@ -53,12 +60,24 @@ def settle_with_preimage(bridge: Bridge, order: Order, *, secret: str, quote_tx:
             if pauses.current(bridge.db.connection(), pauses.RELEASES) is not None:
                 raise BridgeError(RELEASES_PAUSED, http_status=503, order_id=order.order_id) from None
             raise Conflict("Order is no longer matched (already settling or settled)") from None
-    return release.advance_release(bridge, order, just_claimed=True, job=job)
+    try:
+        return release.advance_release(bridge, order, just_claimed=True, job=job)
+    except release.TakenBack as taken:
+        _withdraw(bridge, taken.order, taken.job)
+        raise Conflict(ESCROW_TAKEN_BACK, details=f"escrow job is {taken.job.status} with worker "
+                                                  f"{taken.job.worker_wallet!r}", order_id=order.order_id) from None
+
+
+def _withdraw(bridge: Bridge, order: Order, job: Job) -> None:
+    """The escrow watch's action on a matched order whose escrow someone else moved (refund
+    what can be refunded, alert); a concurrent actor that moved the order first wins."""
+    with contextlib.suppress(ConcurrentUpdate):
+        watch.check_escrow(bridge, order, job)
 
 
 def _escrow_before_release(step: Step) -> Job:
-    """Read the escrow job right before the claim: release only an escrow the bridge still
-    holds (claimed by its worker, or already in its custody). A job someone else moved makes
+    """Read the escrow job of an order in custody right before the claim: release only an
+    escrow the bridge still holds (claimed by its worker, or already in its custody). A job someone else moved makes
     the order leave the match at once (the escrow watch's action) and the confirm answers 409
     without storing the preimage. Raises ``NodeUnavailable`` when the node does not answer."""
     job = read_job(step, "confirm: read escrow job before the claim")

@@ -1,5 +1,5 @@
 """What every trading service shares: the single-use signature check, the order read and
-the balance check before an escrow is locked.
+the buyer-held mode's precondition.
 """
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ from __future__ import annotations
 import secrets
 
 from otc_bridge.context import Bridge
-from otc_bridge.domain import money, wallets
-from otc_bridge.domain.errors import BridgeError, Invalid, NodeUnavailable, NotFound
+from otc_bridge.domain import wallets
+from otc_bridge.domain.errors import BridgeError, Invalid, NotFound
 from otc_bridge.domain.order import Order
 from otc_bridge.domain.quote_lock import verified_on_chain
-from otc_bridge.node.amounts import expected_escrow_micro_rtc
 from otc_bridge.storage import orders, signatures
 
 
@@ -58,29 +57,3 @@ def order_or_404(bridge: Bridge, order_id: str) -> Order:
     if order is None:
         raise NotFound("Order not found")
     return order
-
-
-def require_rtc_balance(bridge: Bridge, wallet: str, amount_micro_rtc: int, error: str) -> None:
-    """Refuse, before any intent row or escrow call, a lock the wallet cannot pay for.
-
-    ``wallet``'s confirmed balance (``GET /wallet/balance``, docs/escrow-node.md §1.10) must
-    cover the escrow of ``amount_micro_rtc``: the reward plus the node's 5 % fee
-    (:func:`~otc_bridge.node.amounts.expected_escrow_micro_rtc`), as the node itself checks.
-    Raises 400 ``{"error": error, "balance_rtc", "required_rtc", "balance_micro_rtc",
-    "required_micro_rtc", "hint"}`` (``error`` is the reference's wording); 502 when the node's
-    answer is unusable, 503 with ``retry_after_seconds`` when it rate-limits. Writes nothing.
-    The node can still refuse the job later (a concurrent debit): that stays the lock's 400.
-    """
-    required = expected_escrow_micro_rtc(amount_micro_rtc)
-    result, balance = bridge.node.balance_micro_rtc(wallet)
-    if balance is None:
-        if result.status_code == 429:
-            raise BridgeError("Escrow node is rate limiting; nothing was changed, retry later", http_status=503,
-                              retry_after_seconds=result.retry_after_seconds)
-        raise NodeUnavailable("Escrow node did not answer the balance check; nothing was changed, retry",
-                              details=result.error)
-    if balance < required:
-        raise BridgeError(error, balance_rtc=balance / money.MICRO_RTC_PER_RTC,
-                          required_rtc=required / money.MICRO_RTC_PER_RTC, balance_micro_rtc=balance,
-                          required_micro_rtc=required,
-                          hint="The escrow locks the amount plus the node's 5% platform fee")

@@ -18,7 +18,6 @@ from otc_bridge.trading.common import (
     HASHLOCK_REUSED,
     check_buyer_held,
     new_order_id,
-    require_rtc_balance,
     verify_and_burn,
 )
 
@@ -52,10 +51,11 @@ class Created:
 def create_order(bridge: Bridge, req: CreateRequest) -> Created:
     """Create an order. Sell: lock the seller's escrow first, then open it (201).
 
-    Raises 401 on a bad or replayed signature; 400 ``Insufficient RTC balance`` (sell, before
-    anything is written: see :func:`~otc_bridge.trading.common.require_rtc_balance`, 502/503
-    when the balance cannot be read); 400 ``Failed to lock RTC in escrow`` when
-    the node refuses the job (order ends ``cancelled``, nothing held); 502 when the node's
+    Raises 401 on a bad or replayed signature; 400 ``Insufficient RTC balance`` (sell) when the
+    node refuses the job because the seller's balance does not cover reward + fee, and 400
+    ``Failed to lock RTC in escrow`` when it refuses it for another reason (the order ends
+    ``cancelled``, cause ``escrow_refused``, nothing held: the node's own balance check at job
+    creation is the check, docs/protocol.md §5); 502 when the node's
     answer is unusable (the order stays ``locking`` for the reconciler, which refunds it:
     without the preimage, which only this response carries, it could never settle).
     """
@@ -69,8 +69,6 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
         check_buyer_held(bridge, req.pair)
         bound["htlc_hash"] = req.htlc_hash  # the signature binds the buyer's hashlock
     verified = verify_and_burn(bridge, req.wallet, req.wallet_auth, "create_order", "create_order", bound)
-    if req.side == "sell":
-        require_rtc_balance(bridge, verified.wallet, req.amount_micro_rtc, "Insufficient RTC balance")
     now = bridge.now()
     order_id = new_order_id()
     secret, htlc_hash = (req.preimage or new_preimage()) if req.side == "sell" else (None, None)
@@ -95,7 +93,7 @@ def create_order(bridge: Bridge, req: CreateRequest) -> Created:
     if req.side == "buy":
         return Created(order, None)
     with Step(bridge, order) as step:
-        lock_escrow(step, title=f"OTC Bridge Escrow: {order_id}",
+        lock_escrow(step, title=f"OTC Bridge Escrow: {order_id}", insufficient="Insufficient RTC balance",
                     description=f"Escrowed {money.format_units(req.amount_micro_rtc, 6)} RTC for "
                                 f"OTC sell order {order_id} ({req.pair}).")
         order = step.move(Status.OPEN, reason="escrow verified and held by the bridge; order on the book")

@@ -19,7 +19,6 @@ from otc_bridge.trading.common import (
     HASHLOCK_REUSED,
     check_buyer_held,
     order_or_404,
-    require_rtc_balance,
     verify_and_burn,
 )
 
@@ -32,8 +31,8 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
 
     Raises 401 (signature), 404, 409 ``Order is not open``, 400 ``Cannot match your own
     order`` (compared canonically), 410 ``Order has expired``, 400 ``Insufficient RTC balance
-    to fill this buy order`` (before anything is written, see
-    :func:`~otc_bridge.trading.common.require_rtc_balance`), 409 when another match won,
+    to fill this buy order`` (the node refused the taker's escrow job for its balance; the
+    order is back ``open``), 409 when another match won,
     409 when a sell order's escrow is no longer held on the node (recorded, alerted).
     """
     bound = {"eth_address": quote_address} | ({"htlc_hash": htlc_hash} if htlc_hash is not None else {})
@@ -49,9 +48,6 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
         if quote_locks.hashlock_used(bridge.db.connection(), htlc_hash):
             raise Conflict(HASHLOCK_REUSED)
         guard = quote_locks.hashlock_unused_guard(htlc_hash)  # the same rule, race-free, in the CAS
-    if order.side == "buy":  # the taker sells RTC: its escrow is locked below
-        require_rtc_balance(bridge, verified.wallet, order.amount_micro_rtc,
-                            "Insufficient RTC balance to fill this buy order")
     with Step(bridge, order) as step:
         if order.side == "sell":
             _check_escrow_still_held(step)
@@ -83,6 +79,7 @@ def match_order(bridge: Bridge, order_id: str, wallet: str, quote_address: str,
             raise Conflict("Order was matched by someone else") from None
         if order.side == "buy":
             lock_escrow(step, title=f"OTC Bridge Escrow: {order_id} (taker)",
+                        insufficient="Insufficient RTC balance to fill this buy order",
                         description=f"Escrowed RTC for OTC buy order match {order_id}. Buyer: {order.maker_wallet}.")
             order = step.move(Status.MATCHED, reason="taker escrow verified and held; waiting for the preimage",
                               changes=_deadlines(bridge, order, bridge.now()))

@@ -54,7 +54,9 @@ def test_confirm_after_the_escrow_went_back_is_refused_and_the_match_ends(side, 
     assert order["status"] == ("cancelled" if side == "sell" else "open"), dict(order)
     assert order["htlc_secret"] is None
     assert alert_codes(bridge, order_id) == ["escrow_tampered"]
-    assert ("matched", "settling") not in transitions(bridge, order_id)
+    moves = transitions(bridge, order_id)
+    assert moves[moves.index(("matched", "settling")) + 1] == ("settling", "matched")  # undone at once
+    assert ("settling", "payout_pending") not in moves
     job = dev_node.job(job_id)
     assert job["status"] == {"deliver+dispute": "cancelled", "refund_to_poster": "cancelled",
                              "expire": "expired"}[attack]

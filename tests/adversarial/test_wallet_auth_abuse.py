@@ -49,7 +49,7 @@ def test_replayed_match_after_a_refused_lock_cannot_lock_the_takers_escrow(api, 
     assert status == 201, created
     order_id = created["order_id"]
     taker = Wallet.generate()
-    dev_node.fund(taker.address, "1")  # too little for 5 RTC + fee: refused before any lock
+    dev_node.fund(taker.address, "1")  # too little for 5 RTC + fee: the node refuses the taker's job
     body = match_body(taker, order_id, SELLER_ETH)
 
     status, refused = post(api, f"/api/orders/{order_id}/match", body)
@@ -62,7 +62,8 @@ def test_replayed_match_after_a_refused_lock_cannot_lock_the_takers_escrow(api, 
     assert replay == REPLAYED
     order = order_row(bridge, order_id)
     assert (order["status"], order["taker_wallet"], order["escrow_job_id"]) == ("open", None, None)
-    assert transitions(bridge, order_id) == [(None, "open")]  # the balance check refused it before any intent
+    # The refused lock's intent was undone; the replay was refused before any intent.
+    assert transitions(bridge, order_id) == [(None, "open"), ("open", "locking"), ("locking", "open")]
     assert dev_node.state()["jobs_by_status"] == {}
     assert dev_node.balance(taker.address) == 101_000_000
     dev_node.assert_conserved()

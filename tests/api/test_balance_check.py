@@ -1,6 +1,7 @@
 """A sell create or a buy-order match by a wallet that cannot pay the escrow (reward + the node's
-5 % fee) is refused with the reference's 400 before anything is written or any escrow call is
-made; an unusable balance answer is a 502/503 with nothing written."""
+5 % fee) is refused with the reference's 400, the node's figures in it: the node's own balance
+check at job creation is the check (no balance read first, docs/protocol.md §5). Nothing is held;
+the sell attempt ends ``cancelled`` (``escrow_refused``), the buy order goes back on the book."""
 
 from __future__ import annotations
 
@@ -35,9 +36,13 @@ def _sell(api, wallet: Wallet, amount_micro_rtc: int = 10_000_000):
                             price_nano_quote=50_000_000, eth_address=SELLER_ETH)
 
 
+def _node_calls(dev_node) -> dict:
+    return {route: n for route, n in dev_node.get("/dev/stats").json()["requests"].items() if "/dev/" not in route}
+
+
 @pytest.mark.parametrize("funded, balance_micro_rtc", [(None, 0), ("10", 10_000_000), ("10.499999", 10_499_999)])
-def test_sell_create_without_reward_plus_fee_is_refused_before_any_write(api, bridge, dev_node, funded,
-                                                                         balance_micro_rtc):
+def test_sell_create_without_reward_plus_fee_is_refused_by_the_nodes_check(api, bridge, dev_node, funded,
+                                                                          balance_micro_rtc):
     poor = _wallet(dev_node, funded)
     before = snapshot(bridge, dev_node)
     status, body = _sell(api, poor)
@@ -45,10 +50,25 @@ def test_sell_create_without_reward_plus_fee_is_refused_before_any_write(api, br
         "error": "Insufficient RTC balance", "balance_rtc": balance_micro_rtc / 1e6, "required_rtc": 10.5,
         "balance_micro_rtc": balance_micro_rtc, "required_micro_rtc": 10_500_000, "hint": HINT})
     after = snapshot(bridge, dev_node)
-    assert _unsigned_rows(after) == _unsigned_rows(before)  # no order, event, outbox row
+    # Nothing held anywhere, and the attempt is on record, ended: never on the book.
     assert (after["jobs"], after["balances"], after["pending"]) == (before["jobs"], before["balances"],
                                                                    before["pending"])
+    order = bridge.db.read_one("SELECT status, end_cause, escrow_job_id FROM orders")
+    assert tuple(order) == ("cancelled", "escrow_refused", None)
     assert _signatures(bridge) == 1
+    status, book = api.get("/api/orders", pair="RTC/USDC")
+    assert (status, book["orders"]) == (200, [])
+
+
+def test_a_sell_create_asks_the_node_for_no_balance_and_reads_no_job(api, dev_node, seller):
+    """Create + claim prove the lock (docs/protocol.md §5): two node calls, no read-back."""
+    calls_before = _node_calls(dev_node)
+    status, body = _sell(api, seller)
+    assert status == 201, body
+    made = {route: n - calls_before.get(route, 0) for route, n in _node_calls(dev_node).items()
+            if n != calls_before.get(route, 0)}
+    assert made == {"POST /agent/jobs": 1, "POST /agent/jobs/<job_id>/claim": 1}
+    assert dev_node.state()["jobs_by_status"] == {"claimed": 1}
 
 
 def test_sell_create_with_exactly_reward_plus_fee_locks(api, dev_node):
@@ -64,27 +84,8 @@ def test_buy_create_needs_no_rtc(api, dev_node):
     assert status == 201, body
 
 
-NO_ANSWER = "Escrow node did not answer the balance check; nothing was changed, retry"
-
-
-@pytest.mark.parametrize("fault, status, error", [
-    ({"kind": "error_5xx", "status": 502}, 502, NO_ANSWER),
-    ({"kind": "drop_before"}, 502, NO_ANSWER),
-    ({"kind": "rate_limit"}, 503, "Escrow node is rate limiting; nothing was changed, retry later"),
-])
-def test_unusable_balance_answer_writes_nothing(api, bridge, dev_node, seller, fault, status, error):
-    dev_node.add_fault(endpoint="GET /wallet/balance", **fault)
-    before = snapshot(bridge, dev_node)
-    got, body = _sell(api, seller)
-    assert (got, body["error"]) == (status, error), body
-    if status == 503:
-        assert body["retry_after_seconds"] >= 1
-    after = snapshot(bridge, dev_node)
-    assert _unsigned_rows(after) == _unsigned_rows(before)
-    assert after["jobs"] == before["jobs"] == {}
-
-
-def test_buy_match_by_a_taker_without_reward_plus_fee_is_refused_before_any_write(api, bridge, dev_node, buyer):
+def test_buy_match_by_a_taker_without_reward_plus_fee_is_refused_and_the_order_reopens(api, bridge, dev_node,
+                                                                                       buyer):
     status, made = api.create_order(buyer, side="buy", pair="RTC/USDC", amount_micro_rtc=5_000_000,
                                     price_nano_quote=60_000_000, eth_address=BUYER_ETH)
     assert status == 201, made
@@ -95,10 +96,9 @@ def test_buy_match_by_a_taker_without_reward_plus_fee_is_refused_before_any_writ
         "error": "Insufficient RTC balance to fill this buy order", "balance_rtc": 5.2, "required_rtc": 5.25,
         "balance_micro_rtc": 5_200_000, "required_micro_rtc": 5_250_000, "hint": HINT})
     after = snapshot(bridge, dev_node)
-    assert _unsigned_rows(after) == _unsigned_rows(before)
-    assert after["jobs"] == {}
-    order = bridge.db.read_one("SELECT status, order_version, taker_wallet FROM orders")
-    assert tuple(order) == ("open", made["order_version"], None)
+    assert (after["jobs"], after["balances"]) == ({}, before["balances"])
+    order = bridge.db.read_one("SELECT status, taker_wallet, escrow_job_id FROM orders")
+    assert tuple(order) == ("open", None, None)  # back on the book for another taker
 
 
 def test_sell_match_needs_no_rtc_from_the_taker(api, dev_node, seller):

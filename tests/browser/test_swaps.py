@@ -168,7 +168,7 @@ def test_taking_your_own_order_and_missing_funds_show_the_api_errors(new_trader,
     poor.create_wallet()  # never funded
     poor.place_order("sell", "10", "0.05", SELLER_ETH)
     text = poor.alert_text("create-error")
-    assert "Insufficient RTC balance" in text  # refused by the balance check, before any escrow call
+    assert "Insufficient RTC balance" in text  # the node refused the escrow job: nothing held
     expect(poor.page.get_by_role("button", name="Sign and place sell order")).to_be_enabled()
 
     poor.place_order("buy", "2", "0.05")

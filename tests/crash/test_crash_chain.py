@@ -140,13 +140,12 @@ def drive_reveal(ctx: ChainCtx, api):
     return api.reveal(ctx.buyer, ctx.order_id, secret=ctx.secret)
 
 
-HELD = End("matched", "held", "nothing: the reveal never claimed; the buyer may reveal again before timelock - margin")
 CLAIMED_FOR_SELLER = End("completed", "released", "finishes the release, pays the buyer, claims the lock for the "
                                                   "seller once the payout is committed")
 
 MATRIX: dict[str, Operation] = {
     "buyer_reveal": Operation("sell", buyer_held_locked, drive_reveal, {
-        **dict.fromkeys(_WATCH_READ, HELD), "after_commit:settling": CLAIMED_FOR_SELLER,
+        "after_commit:settling": CLAIMED_FOR_SELLER,
         **dict.fromkeys(_RELEASE_STEPS[2:], CLAIMED_FOR_SELLER), "after_commit:payout_pending": CLAIMED_FOR_SELLER}),
     "reconcile_settle_from_chain": Operation("sell", seller_held_claimed, None, _reconcile({
         **dict.fromkeys(_WATCH_READ, RELEASED), "after_commit:settling": RELEASED,

@@ -144,8 +144,8 @@ _REFUND_STEPS = ("before:get_job", "after:get_job", "before:deliver", "after:del
                  "after:dispute", "before:cancel", "after:cancel")
 _RELEASE_STEPS = ("before:get_job", "after:get_job", "before:deliver", "after:deliver", "before:accept",
                   "after:accept", "before:transfer", "after:transfer")
-_LOCK_STEPS = ("before:create_job", "after:create_job", "before:claim", "after:claim", "before:get_job",
-               "after:get_job")
+#: create + claim: their answers prove the lock, no read-back (docs/protocol.md §5).
+_LOCK_STEPS = ("before:create_job", "after:create_job", "before:claim", "after:claim")
 
 
 def _locking(abandon: End, adopt: End, lost: End, done_point: str, done: End) -> dict[str, End]:
@@ -159,11 +159,6 @@ _WATCH_READ = ("before:get_job", "after:get_job")
 #: The end of every reconcile pass: foreign jobs in the worker's name, then its coverage.
 _PASS_END = ("before:list_jobs", "after:list_jobs", "before:pending_list", "after:pending_list",
              "before:balance", "after:balance")
-#: A crash before the balance check's answer: nothing was written (no order, or the buy order
-#: still open without a taker).
-NO_ORDER = End("none", "none", "nothing: the balance check runs before the intent row")
-BUY_STILL_OPEN = End("open", "none", "nothing: the balance check runs before the intent row")
-_BALANCE = ("before:balance", "after:balance")
 
 
 def _reconcile(*parts: dict[str, End]) -> dict[str, End]:
@@ -176,21 +171,21 @@ def _reconcile(*parts: dict[str, End]) -> dict[str, End]:
 
 
 MATRIX: dict[str, Operation] = {
-    "sell_create": Operation("sell", nothing, drive_create, dict.fromkeys(_BALANCE, NO_ORDER) |
+    "sell_create": Operation("sell", nothing, drive_create,
                              _locking(ABANDON_SELL, ADOPT_SELL, LOST_SELL, "after_commit:open", OPEN_HELD)),
     "buy_create": Operation("buy", nothing, drive_create, {
         "after_commit:open": End("open", "none", "nothing: a buy order holds nothing")}),
     "sell_match": Operation("sell", open_order, drive_match, {
         "before:get_job": STILL_OPEN, "after:get_job": STILL_OPEN, "after_commit:matched": MATCHED_HELD}),
-    "buy_match": Operation("buy", open_order, drive_match, dict.fromkeys(_BALANCE, BUY_STILL_OPEN) |
+    "buy_match": Operation("buy", open_order, drive_match,
                            _locking(ABANDON_BUY, ADOPT_BUY, LOST_BUY, "after_commit:matched", MATCHED_HELD)),
-    # A confirm reads the job before its claim: a crash there leaves the match as it was.
+    # A confirm claims first; its deliver is its read of the job (docs/protocol.md §5).
     "sell_confirm": Operation("sell", matched_order, drive_confirm, {
-        **dict.fromkeys(_WATCH_READ, MATCHED_HELD), "after_commit:settling": RELEASED,
+        "after_commit:settling": RELEASED,
         **dict.fromkeys(_RELEASE_STEPS[2:], RELEASED),
         "after_commit:payout_pending": End("completed", "released", "promotes once the node confirms")}),
     "buy_confirm": Operation("buy", matched_order, drive_confirm, {
-        **dict.fromkeys(_WATCH_READ, MATCHED_HELD), "after_commit:settling": RELEASED,
+        "after_commit:settling": RELEASED,
         **dict.fromkeys(_RELEASE_STEPS[2:], RELEASED),
         "after_commit:payout_pending": End("completed", "released", "promotes once the node confirms")}),
     "sell_cancel": Operation("sell", open_order, drive_cancel, {

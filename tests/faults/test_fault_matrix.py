@@ -123,10 +123,11 @@ NORMAL: dict[str, Expect] = {
 
 
 def _release_row(http: int | None, http_refused_transfer: int | None,
-                 first_read: dict[str, Expect]) -> dict[str, dict[str, Expect]]:
-    """The release path of a confirm, or of the reconciler resuming a ``settling`` order."""
+                 first_read: dict[str, Expect] | None) -> dict[str, dict[str, Expect]]:
+    """The release path of a confirm (no first read: its deliver proves the job held,
+    docs/protocol.md §5), or of the reconciler resuming a ``settling`` order (reads first)."""
     return {
-        GET_JOB: first_read,
+        **({GET_JOB: first_read} if first_read is not None else {}),
         DELIVER: {"applied": Expect(http, "payout_pending", "completed"),  # read back: delivered, go on
                   "lost": Expect(http, "settling", "completed"),  # read back: still claimed, unknown
                   # An explicit refusal while the job is held untouched: nothing left escrow,
@@ -142,9 +143,6 @@ def _release_row(http: int | None, http_refused_transfer: int | None,
     }
 
 
-CONFIRM_FIRST_READ = same(502, "matched", "completed")
-
-
 def _refund_row(http: int | None, end: str) -> dict[str, dict[str, Expect]]:
     """The refund path (read, deliver, dispute, cancel) of a cancel."""
     step = {"applied": Expect(http, end, end),  # read back after the lost answer: go on at once
@@ -154,7 +152,7 @@ def _refund_row(http: int | None, end: str) -> dict[str, dict[str, Expect]]:
 
 #: (operation, node call) -> fault class -> expectation. ``normal`` comes from NORMAL.
 TABLE: dict[tuple[str, str], dict[str, Expect]] = {
-    # Sell create: create job, claim it, read it back.
+    # Sell create: create job, claim it (their answers prove the lock: no read-back).
     ("create_sell", CREATE): {
         # The job exists but its id (and the preimage, in the lost response) never reached
         # anyone: the reconciler finds it by reference and refunds it.
@@ -164,18 +162,15 @@ TABLE: dict[tuple[str, str], dict[str, Expect]] = {
         "refused": Expect(400, "cancelled", "cancelled"),  # nothing locked
     },
     ("create_sell", CLAIM): same(201, "open", "open"),  # read back claimed, or claimed again
-    ("create_sell", GET_JOB): same(502, "locking", "cancelled"),  # verify failed: refunded later
     # Buy match: the taker's escrow. Any failure puts the buy order back on the book.
     ("match_buy", CREATE): {"applied": Expect(502, "locking", "open"), "lost": Expect(502, "locking", "open"),
                             "refused": Expect(400, "open", "open")},
     ("match_buy", CLAIM): same(200, "matched", "matched"),
-    ("match_buy", GET_JOB): same(502, "locking", "open"),
     # Sell match reads the escrow before recording the taker: nothing changes, retry.
     ("match_sell", GET_JOB): same(502, "open", "matched"),
-    # A confirm reads the job before its claim: without an answer nothing is stored (502, still
-    # matched) and the trader's retry settles.
-    **{("confirm_sell", call): row for call, row in _release_row(200, 503, CONFIRM_FIRST_READ).items()},
-    **{("confirm_buy", call): row for call, row in _release_row(200, 503, CONFIRM_FIRST_READ).items()},
+    # A confirm claims, then delivers: its deliver is its read of the job.
+    **{("confirm_sell", call): row for call, row in _release_row(200, 503, None).items()},
+    **{("confirm_buy", call): row for call, row in _release_row(200, 503, None).items()},
     # A settling order left by a dead confirm, resumed by the reconciler after the grace period
     # (its first read of the job fails: nothing moved; settling waits for the next pass).
     **{("resume_settling", call): row

@@ -83,12 +83,21 @@ def test_sell_create_dying_after_its_order_was_written(http_client, bridge, cloc
     assert dev_node.balance(seller.address) == 1000 * 10**6  # every micro-RTC back, fee included
 
 
-def test_create_dying_before_its_order_is_run_again(http_client, bridge, clock, seller):
+def test_create_dying_before_its_order_is_run_again(http_client, bridge, clock, seller, monkeypatch):
     """No order row: nothing happened but the burnt signature. The retry runs the create
     again: the same bytes are refused (single-use signature, not stored), a re-signed one creates."""
+    from otc_bridge.storage import orders
+
+    real = orders.insert_order
+
+    def dies(*args, **kwargs):
+        raise SimulatedCrash("before the order row")
+
     key, body = new_key(), create_body(seller, "sell", timestamp=clock.now)
-    with dies_at("after:balance"):
+    monkeypatch.setattr(orders, "insert_order", dies)
+    with pytest.raises(SimulatedCrash):
         post(http_client, "/api/orders", body, key)
+    monkeypatch.setattr(orders, "insert_order", real)
     assert rows(bridge)[0]["order_id"] is None and count(bridge, "orders") == 0
     clock.advance(stale_after(bridge))
     assert post(http_client, "/api/orders", body, key).get_json() == {"error": "wallet_auth_replayed"}

@@ -90,20 +90,17 @@ def test_job_with_a_wrong_amount_is_refunded_and_the_order_refused(api, dev_node
 
 
 @pytest.mark.parametrize("wallet_has", ["0.5"])
-def test_node_refusing_the_escrow_ends_the_order_with_nothing_held(api, dev_node, bridge, wallet_has, monkeypatch):
+def test_node_refusing_the_escrow_ends_the_order_with_nothing_held(api, dev_node, bridge, wallet_has):
     from otc_bridge.client import Wallet
-    from otc_bridge.node.results import NodeResult, Outcome
 
     poor = Wallet.generate()
     dev_node.fund(poor.address, wallet_has)
-    # The balance read passes (as when the wallet is drained between it and the job creation);
-    # the node itself then refuses the job.
-    monkeypatch.setattr(bridge.node, "balance_micro_rtc", lambda wallet: (
-        NodeResult(Outcome.OK, "GET /wallet/balance", 200, {}, None, 0), 10**12))
+    # No balance read first: the node's own check at job creation refuses the job.
     status, body = api.create_order(poor, side="sell", pair="RTC/USDC", amount_micro_rtc=1_000_000,
                                     price_nano_quote=50_000_000, eth_address=SELLER_ETH)
     assert status == 400
-    assert body["error"] == "Failed to lock RTC in escrow" and "Insufficient balance" in body["details"]
+    assert (body["error"], body["balance_micro_rtc"], body["required_micro_rtc"]) == (
+        "Insufficient RTC balance", 500_000, 1_050_000), body
     order = bridge.db.read_one("SELECT status, end_cause FROM orders")
     assert (order["status"], order["end_cause"]) == ("cancelled", "escrow_refused")
     assert dev_node.balance(poor.address) == 500_000
