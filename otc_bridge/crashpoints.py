@@ -13,8 +13,9 @@ Names:
   ``after:`` fires once the node's answer has arrived, before the bridge records it.
 * ``after_commit:<status>``: right after a transaction that moved an order into
   ``<status>`` (``after_commit:locking`` for a new order's intent row) committed.
-* ``before:claim_tx`` / ``after:claim_tx``: around the broadcast of the bridge's claim of a
-  buyer-held quote lock for its seller (settlement/quote_claim.py).
+* ``before:claim_tx`` / ``after:claim_tx``: around every broadcast of the bridge's claimer (a
+  claim of a buyer-held quote lock for its seller, its re-send, a replacement, a cancel;
+  settlement/claimer.py, docs/protocol.md §12.8).
 """
 
 from __future__ import annotations

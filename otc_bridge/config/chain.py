@@ -34,6 +34,13 @@ class QuoteChain:
     and no irreversible step (reveal, release, claim) runs once chain time reaches
     ``timelock - buyer_margin_seconds``. The margin must cover the release, the claim's way
     to finality and a tolerated outage of the bridge.
+
+    The bridge's claim (docs/protocol.md §12.8) pays at most ``max_fee_per_gas_wei`` per gas.
+    A claim not mined once ``claim_bump_after_seconds`` have passed since it was sent and
+    either ``claim_bump_after_blocks`` blocks were mined without it or the next block's base
+    fee is above its max fee is replaced at the same nonce with every fee raised by
+    ``claim_bump_percent`` percent (at least the 10 % plus 1 wei nodes require), or to the
+    node's current suggestion if that is higher.
     """
 
     rpc_url: str
@@ -50,6 +57,9 @@ class QuoteChain:
     log_chunk_blocks: int = 2000
     max_fee_per_gas_wei: int = 200 * 10**9
     claimer_low_balance_wei: int = 5 * 10**16
+    claim_bump_after_blocks: int = 3
+    claim_bump_after_seconds: int = 30
+    claim_bump_percent: int = 20
 
     def validate(self, settle_window_seconds: int) -> None:
         """Cross-field rules; raises :class:`ConfigError` naming the variable at fault."""
@@ -96,6 +106,10 @@ def read_quote_chain(r: Reader) -> QuoteChain | None:
         log_chunk_blocks=r.integer("OTC_EVM_LOG_CHUNK_BLOCKS", d.log_chunk_blocks, 1, 100_000),
         max_fee_per_gas_wei=r.integer("OTC_EVM_MAX_FEE_WEI", d.max_fee_per_gas_wei, 1, 10**15),
         claimer_low_balance_wei=r.integer("OTC_EVM_CLAIMER_LOW_BALANCE_WEI", d.claimer_low_balance_wei, 0, 10**24),
+        claim_bump_after_blocks=r.integer("OTC_EVM_CLAIM_BUMP_BLOCKS", d.claim_bump_after_blocks, 1, 10_000),
+        claim_bump_after_seconds=r.integer("OTC_EVM_CLAIM_BUMP_SECONDS", d.claim_bump_after_seconds, 0, 86_400),
+        # Below 10 % nodes refuse the replacement (docs/protocol.md §12.8).
+        claim_bump_percent=r.integer("OTC_EVM_CLAIM_BUMP_PERCENT", d.claim_bump_percent, 10, 100),
     )
 
 

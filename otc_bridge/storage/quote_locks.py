@@ -1,5 +1,7 @@
 """The quote-chain watcher's rows (schema v5): every counted ``SwapCreated`` with its verdict,
-its later claim or refund, the block cursor, and the hashlocks orders have used.
+its later claim or refund, the block cursor, and the hashlocks orders have used; and the
+transactions of the bridge's own claimer (docs/protocol.md §12.8), kept as ``order_events``
+rows of the order each one is for (no table of their own).
 
 A lock row is written once, when its block reaches the configured confirmations, and then
 only moves ``open -> claimed | refunded`` (or ``-> reorged`` if its block left the chain).
@@ -9,10 +11,14 @@ as decimal strings (uint256 exceeds SQLite's 64-bit integers).
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from otc_bridge.domain.quote_lock import Lock
+from otc_bridge.storage import events
+from otc_bridge.storage.db import Tx
+from otc_bridge.storage.events import Event, NodeRef
 
 
 @dataclass(frozen=True)
@@ -124,3 +130,93 @@ def hashlock_unused_guard(hashlock: str) -> str:
     if len(hashlock) != 64 or any(c not in "0123456789abcdef" for c in hashlock):
         raise ValueError("hashlock must be 64 lower-case hex characters")
     return f"NOT EXISTS (SELECT 1 FROM used_hashlocks WHERE hashlock = '{hashlock}')"  # noqa: S608 (hex only)
+
+
+# --- the claimer's transactions ----------------------------------------------------------------
+
+#: ``node_endpoint`` of the ``order_events`` rows about the claimer's transactions: outcome
+#: ``intent`` for each transaction signed (written before its broadcast), then one row with
+#: outcome ``ok`` / ``failed`` / ``unknown`` once its nonce was used on chain.
+CLAIM_ENDPOINT = "eth_sendRawTransaction claim"
+_SENT = ("SELECT event_id, order_id, node_ref, detail FROM order_events WHERE kind = 'node_call' "
+         "AND node_endpoint = ? AND node_outcome = 'intent' AND json_extract(detail, '$.sender') = ?")
+
+
+@dataclass(frozen=True)
+class ClaimTx:
+    """One transaction the claimer signed for ``order_id``, recorded before its broadcast.
+
+    ``action`` is ``claim`` (the order's lock) or ``cancel`` (a 0-wei transfer to itself that
+    uses up the nonce of a claim that can no longer land). ``sender`` is lower-case 0x hex.
+    Fees are wei per gas: both EIP-1559 fees, or ``gas_price_wei`` alone. ``sent_block`` is
+    the latest block's number and ``sent_at`` the bridge's clock (unix seconds) when it was
+    recorded; ``event_id`` its row (0 before it is written).
+    """
+
+    order_id: str
+    tx_hash: str
+    sender: str
+    nonce: int
+    action: str
+    gas: int
+    max_fee_per_gas_wei: int | None
+    max_priority_fee_per_gas_wei: int | None
+    gas_price_wei: int | None
+    sent_block: int
+    sent_at: int
+    event_id: int = 0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> ClaimTx:
+        detail = json.loads(row["detail"])
+        return cls(order_id=row["order_id"], tx_hash=row["node_ref"], event_id=row["event_id"],
+                   **{name: detail.get(name) for name in _DETAIL})
+
+
+_DETAIL = ("sender", "nonce", "action", "gas", "max_fee_per_gas_wei", "max_priority_fee_per_gas_wei", "gas_price_wei",
+           "sent_block", "sent_at")
+
+
+def record_claim_tx(tx: Tx, claim: ClaimTx, *, order_version: int, reason: str, now: int) -> None:
+    """Write ``claim`` (an ``intent`` row of its order) in the caller's transaction; commit
+    it before broadcasting, so a crash right after the broadcast still leaves its nonce and
+    hash known."""
+    detail = {name: value for name, value in asdict(claim).items() if name in _DETAIL}
+    detail["sender"] = claim.sender.lower()
+    events.append(tx, claim.order_id, [Event(order_version, "node_call", "bridge", reason, now,
+                                             node=NodeRef(CLAIM_ENDPOINT, "intent", claim.tx_hash, detail))])
+
+
+def last_claim_tx(conn: sqlite3.Connection, sender: str) -> ClaimTx | None:
+    """The newest transaction ``sender`` signed as the claimer, any order, or None. The scan
+    runs from the newest row back and stops at the first match, so it reads the rows written
+    since then (about 0.2 s per million when there is none; the claimer asks only while an
+    order is due)."""
+    row = conn.execute(_SENT + " ORDER BY event_id DESC LIMIT 1", (CLAIM_ENDPOINT, sender.lower())).fetchone()
+    return None if row is None else ClaimTx.from_row(row)
+
+
+def claim_txs_at(conn: sqlite3.Connection, order_id: str, sender: str, nonce: int) -> list[ClaimTx]:
+    """Every transaction ``sender`` signed at ``nonce`` for ``order_id``, oldest first."""
+    rows = conn.execute(_SENT + " AND order_id = ? AND json_extract(detail, '$.nonce') = ? ORDER BY event_id",
+                        (CLAIM_ENDPOINT, sender.lower(), order_id, nonce)).fetchall()
+    return [ClaimTx.from_row(row) for row in rows]
+
+
+def claim_outcome_recorded(conn: sqlite3.Connection, order_id: str, sender: str, nonce: int) -> bool:
+    """True if the outcome of ``sender``'s ``nonce`` was already written for ``order_id``."""
+    return conn.execute("SELECT 1 FROM order_events WHERE order_id = ? AND kind = 'node_call' AND node_endpoint = ? "
+                        "AND node_outcome != 'intent' AND json_extract(detail, '$.sender') = ? "
+                        "AND json_extract(detail, '$.nonce') = ? LIMIT 1",
+                        (order_id, CLAIM_ENDPOINT, sender.lower(), nonce)).fetchone() is not None
+
+
+def record_claim_outcome(tx: Tx, order_id: str, order_version: int, *, sender: str, nonce: int, outcome: str,
+                         tx_hash: str | None, block_number: int | None, reason: str, now: int) -> None:
+    """What used ``sender``'s ``nonce``: ``ok`` (``tx_hash``, one of this order's, mined and
+    succeeded), ``failed`` (mined and reverted) or ``unknown`` (none of them: another
+    transaction took the nonce). Mined, not final: the watcher's ``SwapClaimed`` at the
+    configured confirmations is what counts."""
+    detail = {"sender": sender.lower(), "nonce": nonce, "block": block_number}
+    events.append(tx, order_id, [Event(order_version, "node_call", "bridge", reason, now,
+                                       node=NodeRef(CLAIM_ENDPOINT, outcome, tx_hash, detail))])

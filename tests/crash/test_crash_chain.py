@@ -1,6 +1,7 @@
 """The crash matrix of the quote leg's new steps (docs/protocol.md §12, docs/crash-matrix.md):
 the buyer-held reveal, the watcher settling a seller-held order from the seller's on-chain
-claim, and the bridge's claim of a buyer-held lock for its seller.
+claim, and the bridge's claim of a buyer-held lock for its seller, first sent or, stuck in
+the mempool, replaced with raised fees at the same nonce (docs/protocol.md §12.8).
 
 Each scenario runs like those of ``test_crash_matrix.py`` (real ``serve`` or ``reconcile``
 processes armed with a crash point, a restart, passes until quiet, the same books checks),
@@ -12,6 +13,7 @@ seller exactly when the escrow was released, and the seller got exactly the lock
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from test_crash_matrix import (
     restart_and_reconcile,
 )
 
+from otc_bridge.chain import tx
 from otc_bridge.domain import money
 from otc_bridge.settlement import reconcile
 from otc_bridge.trading import confirm, create, match
@@ -40,6 +43,7 @@ PAIR = "RTC/ETH"
 AMOUNT_MICRO_RTC = 10_000_000
 PRICE_NANO_QUOTE = 2_000_000
 DUE_WEI = money.total_quote_base_units(AMOUNT_MICRO_RTC, PRICE_NANO_QUOTE, 18)
+GWEI = 10**9
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +55,16 @@ def chain() -> Iterator:
         dev.stop()
 
 
+@pytest.fixture(autouse=True)
+def mining_restored(chain) -> Iterator:
+    """Automine and the next block's base fee as they were, whatever a scenario did to them."""
+    base_fee_wei = tx.next_base_fee_wei(chain.w3)
+    yield
+    chain.rpc("anvil_dropAllTransactions")
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(base_fee_wei))
+    chain.rpc("evm_setAutomine", True)
+
+
 @dataclass
 class ChainCtx(Ctx):
     """A crash scenario whose bridge watches the module's dev chain (``evm``)."""
@@ -59,7 +73,9 @@ class ChainCtx(Ctx):
 
     @property
     def env(self) -> dict[str, str]:
-        return {**super().env, **self.evm.env()}
+        # A stuck claim is replaced on the next pass (the bump scenario crashes that pass); a
+        # claim on an automining chain is never stuck, so the other scenarios are unchanged.
+        return {**super().env, **self.evm.env(), "OTC_EVM_CLAIM_BUMP_SECONDS": "0"}
 
     @property
     def seller_eth(self) -> str:
@@ -136,6 +152,25 @@ def buyer_held_paid(ctx: ChainCtx) -> None:
         assert done.status == "payout_pending", done
 
 
+def buyer_held_claim_stuck(ctx: ChainCtx) -> None:
+    """Buyer-held, the payout committed and the bridge's claim sent (3 gwei max fee, blocks
+    mined by hand), then stuck: the next block's base fee is 10 gwei. The crashed pass
+    replaces it."""
+    buyer_held_paid(ctx)
+    ctx.evm.rpc("evm_setAutomine", False)
+    ctx.evm.rpc("anvil_setNextBlockBaseFeePerGas", hex(GWEI))
+    with service_bridge(ctx) as bridge:
+        assert reconcile.run_once(bridge)["quote_claims_sent"] == 1
+    ctx.evm.rpc("anvil_setNextBlockBaseFeePerGas", hex(10 * GWEI))
+
+
+def mine_again(ctx: ChainCtx) -> None:
+    """Before the restart: blocks are mined again, and one now (the replacement, if it went
+    out; the stuck original is dropped, as anvil drops what cannot pay the base fee)."""
+    ctx.evm.rpc("evm_setAutomine", True)
+    ctx.evm.rpc("evm_mine")
+
+
 def drive_reveal(ctx: ChainCtx, api):
     return api.reveal(ctx.buyer, ctx.order_id, secret=ctx.secret)
 
@@ -155,7 +190,13 @@ MATRIX: dict[str, Operation] = {
     "reconcile_claim_for_seller": Operation("sell", buyer_held_paid, None, _reconcile({
         "before:tx_status": CLAIMED_FOR_SELLER, "after:tx_status": CLAIMED_FOR_SELLER,
         "before:claim_tx": CLAIMED_FOR_SELLER, "after:claim_tx": CLAIMED_FOR_SELLER})),
+    # The claim's replacement is recorded, then broadcast between the claim_tx points.
+    "reconcile_bump_claim": Operation("sell", buyer_held_claim_stuck, None, _reconcile({
+        "before:tx_status": CLAIMED_FOR_SELLER, "after:tx_status": CLAIMED_FOR_SELLER,
+        "before:claim_tx": CLAIMED_FOR_SELLER, "after:claim_tx": CLAIMED_FOR_SELLER})),
 }
+#: What the chain needs between the crash and the restart, per operation.
+BEFORE_RESTART = {"reconcile_bump_claim": mine_again}
 CASES = [pytest.param(name, point, id=f"{name}-{point}") for name, op in MATRIX.items() for point in op.ends]
 
 
@@ -179,14 +220,26 @@ def test_crash_on_the_quote_leg_then_restart_ends_as_the_matrix_says(name, point
     if name == "reconcile_settle_from_chain":  # the seller claimed in the set-up (and paid its gas)
         seller_eth_before = chain.w3.eth.get_balance(ctx.seller_eth) - DUE_WEI
     crash(ctx, op, point)
+    BEFORE_RESTART.get(name, lambda ctx: None)(ctx)
     passes = restart_and_reconcile(ctx)
     order = the_order(ctx)
     assert order["status"] == end.status, (passes, history(ctx))
     check_jobs(ctx, order, end.escrow)
     check_money(ctx, order, end.escrow, before)
     check_quote_leg(ctx, end.escrow, seller_eth_before)
+    if name == "reconcile_bump_claim":
+        check_one_nonce(ctx)
     check_records(ctx)
     check_alerts(ctx)
+
+
+def check_one_nonce(ctx: ChainCtx) -> None:
+    """The claimer used one nonce for the order: the original and its replacement share it,
+    and the replacement is the transaction that landed."""
+    rows = db_rows(ctx.db_path, "SELECT node_ref, detail FROM order_events WHERE order_id = ? AND node_endpoint = "
+                   "'eth_sendRawTransaction claim' AND node_outcome = 'intent' ORDER BY event_id", (ctx.order_id,))
+    assert len(rows) == 2 and len({json.loads(row["detail"])["nonce"] for row in rows}) == 1, [dict(r) for r in rows]
+    assert the_order(ctx)["quote_claim_tx"] == rows[1]["node_ref"]
 
 
 @pytest.mark.parametrize("name", list(MATRIX))
