@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 _PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
              "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
              "frame-ancestors 'none'; form-action 'self'")
+#: The security headers of every response; API and admin answers are never cached either.
+_PAGE_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                 ("Referrer-Policy", "no-referrer"), ("Content-Security-Policy", _PAGE_CSP))
+_API_HEADERS = (*_PAGE_HEADERS, ("Cache-Control", "no-store"))
+_HEADER_NAMES = frozenset(name.lower() for name, _ in _API_HEADERS)
 
 
 class TransactionGuardSession(requests.Session):
@@ -161,12 +166,13 @@ def _install_hooks(app: Flask, bridge: Bridge) -> None:
 
     @app.after_request
     def security_headers(response):
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Content-Security-Policy"] = _PAGE_CSP
-        if request.path.startswith(("/api/", "/admin/")):
-            response.headers["Cache-Control"] = "no-store"
+        headers = response.headers
+        ours = _API_HEADERS if request.path.startswith(("/api/", "/admin/")) else _PAGE_HEADERS
+        if _HEADER_NAMES.isdisjoint(name.lower() for name, _ in headers):
+            headers.extend(ours)  # the usual case: appended in this order, as the sets below would
+        else:  # a view set one of them (the page sets Cache-Control): ours replace it
+            for name, value in ours:
+                headers[name] = value
         return logs.finish_request(response)
 
     @app.errorhandler(BridgeError)

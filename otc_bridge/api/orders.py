@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 from decimal import Decimal
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from otc_bridge.api import body, idempotency
+from otc_bridge.api import body, idempotency, readcache
 from otc_bridge.context import Bridge
 from otc_bridge.domain import money, views, wallets
 from otc_bridge.domain.errors import Invalid, NotFound
@@ -211,29 +212,41 @@ def _json(out: dict, status: int) -> Response:
 
 @bp.get("/api/orders")
 def list_orders():
-    """Open orders: ``pair``, ``side``, ``limit`` (1..200), ``offset``; best price first."""
+    """Open orders: ``pair``, ``side``, ``limit`` (1..200), ``offset``; best price first.
+    Rendered once per change of the orders and query string, or when the next listed order
+    expires (:mod:`otc_bridge.api.readcache`)."""
     b = bridge()
+    return readcache.respond(b.db.connection(), ("orders", request.query_string), b.now(), _list_orders)
+
+
+def _list_orders(conn: sqlite3.Connection, now: int) -> readcache.Rendered:
     pair = body.pair_arg()
     side_arg = request.args.get("side")
     side = _side(side_arg) if side_arg else None
     limit, offset = body.page_args()
-    found, total = reads.open_orders(b.db.connection(), now=b.now(), pair=pair, side=side, limit=limit,
-                                     offset=offset)
-    return jsonify(ok=True, orders=[views.book_entry(o) for o in found], total=total, limit=limit,
-                   offset=offset, pairs=list(money.PAIRS))
+    found, total = reads.open_orders(conn, now=now, pair=pair, side=side, limit=limit, offset=offset)
+    return readcache.Rendered({"ok": True, "orders": [views.book_entry(o) for o in found], "total": total,
+                               "limit": limit, "offset": offset, "pairs": list(money.PAIRS)},
+                              reads.open_expiry_after(conn, now=now, pair=pair, side=side))
 
 
 @bp.get("/api/orders/<order_id>")
 def get_order(order_id: str):
-    """One order; ``htlc_secret`` only once ``completed``; instructions once matched."""
+    """One order; ``htlc_secret`` only once ``completed``; instructions once matched.
+    Rendered once per ``order_version`` (:mod:`otc_bridge.api.readcache`); 404 if none."""
     b = bridge()
-    order = orders.get_order(b.db.connection(), order_id)
-    if order is None:
-        raise NotFound("Order not found")
-    out = {"ok": True, "order": views.order_view(order)}
-    if order.status in _SHOW_INSTRUCTIONS and order.matched_at:
-        out["settlement_instructions"] = _instructions(b, order)
-    return jsonify(out)
+
+    def render(conn: sqlite3.Connection, now: int) -> readcache.Rendered:
+        order = orders.get_order(conn, order_id)
+        if order is None:
+            raise NotFound("Order not found")
+        out = {"ok": True, "order": views.order_view(order)}
+        if order.status in _SHOW_INSTRUCTIONS and order.matched_at:
+            out["settlement_instructions"] = _instructions(b, order)
+        return readcache.Rendered(out)
+
+    return readcache.respond(b.db.connection(), ("order", order_id), b.now(), render,
+                             version=lambda conn: reads.order_version(conn, order_id))
 
 
 @bp.post("/api/orders/<order_id>/match")

@@ -8,6 +8,7 @@ no step re-reads a row it already holds (docs/architecture.md, "One read per ste
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,11 +78,32 @@ class Order:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Order:
         """Build from an ``orders`` row (``sqlite3.Row`` or a mapping with every column;
-        extra keys such as computed columns are ignored)."""
-        keys = row.keys()
-        values = {name: row[name] for name in _FIELDS if name in keys}
-        values["status"] = Status(values["status"])
-        return cls(**values)
+        extra keys such as computed columns are ignored). ``ValueError`` for an unknown
+        status, ``TypeError`` when a field without a default has no column.
+
+        Hot: a page of the book builds 50 of these per request (docs/performance.md,
+        "Profile"). So the columns are matched to the fields once per column list
+        (:func:`_plan`) and the values are taken by position: a ``sqlite3.Row`` finds a
+        name by scanning its columns, and ``name in keys`` scanned a list for every field.
+        """
+        keys = tuple(row.keys())
+        plan = _PLANS.get(keys) or _plan(keys)
+        if plan is None:  # a column is missing (tests' partial mappings): fields' defaults
+            values = {name: row[name] for name in _FIELDS if name in keys}
+            values["status"] = Status(values["status"])
+            return cls(**values)
+        values = tuple(row) if type(row) is sqlite3.Row else tuple(row[key] for key in keys)
+        args = [values[i] for i in plan]
+        status = args[_STATUS_INDEX]
+        args[_STATUS_INDEX] = _STATUSES[status] if type(status) is str and status in _STATUSES else Status(status)
+        if cls is not Order:
+            return cls(*args)
+        # What the generated __init__ does (it only sets the fields), without the frozen
+        # class's object.__setattr__ call per field: half the cost of a row.
+        order = object.__new__(Order)
+        for set_field, value in zip(_SETTERS, args, strict=True):
+            set_field(order, value)
+        return order
 
     def replace(self, **changes: Any) -> Order:
         """A copy with ``changes`` applied (for tests and in-memory previews only: stored
@@ -110,3 +132,28 @@ class Order:
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(Order))
+#: Each field's slot setter, in field order (see :meth:`Order.from_row`).
+_SETTERS = tuple(Order.__dict__[name].__set__ for name in _FIELDS)
+if hasattr(Order, "__post_init__"):  # pragma: no cover - a guard for whoever adds one
+    raise TypeError("Order.from_row bypasses __init__, which must then only set the fields")
+_STATUS_INDEX = _FIELDS.index("status")
+_STATUSES = {status.value: status for status in Status}
+#: Column list -> the index of each field's column, in field order. The bridge reads
+#: ``orders`` with a few column lists (``*``; ``*`` and ``has_trade``), so this holds a few
+#: entries; it stops growing at ``_MAX_PLANS`` all the same.
+_PLANS: dict[tuple[str, ...], tuple[int, ...]] = {}
+_MAX_PLANS = 64
+
+
+def _plan(keys: tuple[str, ...]) -> tuple[int, ...] | None:
+    """For rows whose columns are ``keys``: the column index of every field of :class:`Order`
+    in field order, or ``None`` when some field has no column."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(keys):
+        index.setdefault(name, i)  # a duplicated name: the first, as sqlite3.Row[name] finds it
+    if any(name not in index for name in _FIELDS):
+        return None
+    plan = tuple(index[name] for name in _FIELDS)
+    if len(_PLANS) < _MAX_PLANS:
+        _PLANS[keys] = plan
+    return plan

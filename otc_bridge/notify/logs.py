@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import TextIO
 
 from flask import Response, g, has_request_context, request
@@ -27,13 +27,18 @@ _GIVEN_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,64}")
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 access_log = logging.getLogger(ACCESS_LOGGER)
+#: The version (4) and variant (10xx) bits of a random UUID, as ``uuid.UUID(version=4)`` sets them.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
 
 
 def request_id_from(given: str | None) -> str:
     """``given`` if it is 1..64 characters of ``[A-Za-z0-9._:/+=@-]``, else a new 32-hex id."""
     if given and _GIVEN_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    # uuid.uuid4().hex, bit for bit (random, version 4, RFC 4122 variant), without the UUID
+    # object: every request without an id makes one (docs/performance.md, "Profile").
+    return "%032x" % (int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET)
 
 
 def current_request_id() -> str | None:
@@ -55,7 +60,7 @@ class JsonLineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created, record.msecs),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -66,7 +71,24 @@ class JsonLineFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+        return _encode_line(out)
+
+
+#: ``json.dumps(value, default=str, separators=(",", ":"))`` without building an encoder per
+#: line (every request writes one: docs/performance.md, "Profile").
+_encode_line = json.JSONEncoder(default=str, separators=(",", ":")).encode
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
+def _timestamp(created: float, msecs: float) -> str:
+    """``2024-05-01T12:00:00.123Z`` (UTC, milliseconds); the text of a second is formatted once."""
+    global _second
+    whole = int(created)
+    second, text = _second
+    if whole != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        _second = (whole, text)
+    return f"{text}.{int(msecs):03d}Z"
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool = True, stream: TextIO | None = None) -> None:
@@ -84,17 +106,19 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True, stream: T
 
 def start_request() -> None:
     """Before a request: pick its id and start its clock."""
-    g.request_id = request_id_from(request.headers.get("X-Request-Id"))
+    g.request_id = request_id_from(request.environ.get("HTTP_X_REQUEST_ID"))  # the X-Request-Id header
     g.request_started = time.perf_counter()
 
 
 def finish_request(response: Response) -> Response:
     """After a request: echo the id and write the access line (duration to the response
     object; a stream's body time is not in it)."""
-    response.headers["X-Request-Id"] = g.get("request_id", "")
+    request_id = g.get("request_id")
+    response.headers["X-Request-Id"] = "" if request_id is None else request_id
     started = g.get("request_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 1) if started is not None else None
-    access_log.info("%s %s %s %sms", request.method, request.path, response.status_code, duration_ms,
-                    extra={"method": request.method, "path": request.path, "status": response.status_code,
-                           "duration_ms": duration_ms, "request_id": g.get("request_id")})
+    method, path, status = request.method, request.path, response.status_code
+    access_log.info("%s %s %s %sms", method, path, status, duration_ms,
+                    extra={"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                           "request_id": request_id})
     return response

@@ -94,3 +94,54 @@ def open_totals(conn: sqlite3.Connection, *, pair: str | None, side: str, now: i
         params.append(pair)
     return conn.execute(f"SELECT COUNT(*), COALESCE(SUM(amount_micro_rtc), 0) FROM orders WHERE {where}",  # noqa: S608
                         params).fetchone()
+
+
+# --- what a kept read depends on (otc_bridge/api/readcache.py) --------------------------------
+
+#: The ``order_events`` kinds written with a change to an ``orders`` row: ``transition``
+#: (insert and every status change) and ``note`` (``annotate``, the legacy import). A trade
+#: row is written only with the ``completed`` transition. ``node_call`` and ``alert`` rows
+#: (every escrow-watch read writes one) change no order.
+ROW_CHANGE_KINDS = ("transition", "note")
+
+
+def newest_event_id(conn: sqlite3.Connection) -> int | None:
+    """The newest ``order_events.event_id`` (``None`` before the first event): one seek on
+    the primary key. Ids only grow, in commit order (one writer at a time)."""
+    return conn.execute("SELECT MAX(event_id) FROM order_events").fetchone()[0]
+
+
+def rows_changed_between(conn: sqlite3.Connection, after: int, upto: int) -> bool:
+    """True if an event with ``after < event_id <= upto`` records a change to an order or a
+    trade (:data:`ROW_CHANGE_KINDS`): a range scan of those events' rows only."""
+    return conn.execute("SELECT 1 FROM order_events WHERE event_id > ? AND event_id <= ? AND kind IN (?, ?) LIMIT 1",
+                        (after, upto, *ROW_CHANGE_KINDS)).fetchone() is not None
+
+
+def order_version(conn: sqlite3.Connection, order_id: str) -> int | None:
+    """The order's ``order_version`` (``None``: no such order). Every change to its row, and
+    only that, adds one (``storage.orders``' compare-and-swap; docs/protocol.md §6)."""
+    row = conn.execute("SELECT order_version FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def open_expiry_after(conn: sqlite3.Connection, *, now: int, pair: str | None, side: str | None = None) -> int | None:
+    """The earliest ``expires_at`` (unix seconds) of the open orders still on the book at
+    ``now`` (``pair`` / ``side`` filters optional): the first second at which one of them
+    leaves the book by time alone. ``None`` without such orders."""
+    where, params = "status = 'open' AND expires_at > ?", [now]
+    for column, value in (("pair", pair), ("side", side)):
+        if value:
+            where += f" AND {column} = ?"
+            params.append(value)
+    return conn.execute(f"SELECT MIN(expires_at) FROM orders WHERE {where}", params).fetchone()[0]  # noqa: S608
+
+
+def window_exit_at(conn: sqlite3.Connection, *, pair: str | None, now: int, seconds: int) -> int | None:
+    """When the oldest trade counted by :func:`trade_totals` with ``since = now - seconds``
+    leaves that window (its ``created_at + seconds``, unix seconds), or ``None`` without such
+    trades. Until then the window holds the same trades (new ones come with an event)."""
+    where, params = ("WHERE pair = ? AND created_at > ?", (pair, now - seconds)) if pair else (
+        "WHERE created_at > ?", (now - seconds,))
+    oldest = conn.execute(f"SELECT MIN(created_at) FROM trades {where}", params).fetchone()[0]  # noqa: S608
+    return None if oldest is None else oldest + seconds
