@@ -5,14 +5,17 @@ The SQLite file holds every order, the payout keys and, once revealed, the preim
 ``dev.json`` holds the admin token. Modes are set explicitly (``os.open`` with a mode, then
 ``fchmod``/``chmod``) so the process umask can neither widen nor narrow them. SQLite gives
 its ``-wal`` and ``-shm`` files the database file's mode when it creates them; ones left
-from an earlier run are tightened as well.
+from an earlier run are tightened as well. Every SQLite file the bridge opens goes through
+:func:`private_database`, the rate-limit counters' ``<db>-ratelimit`` beside the database too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
+import uuid
 from pathlib import Path
 
 FILE_MODE = 0o600
@@ -71,6 +74,27 @@ def private_database(path: str | Path) -> None:
     private_file(path)
     for suffix in _SQLITE_SIDE_FILES:
         _tighten(path.with_name(path.name + suffix))  # absent ones are skipped
+
+
+def create_wal_database(path: str | Path, setup: tuple[str, ...] = ()) -> None:
+    """Create the SQLite file ``path`` (0600, like :func:`private_database`) already in WAL
+    mode, with the ``setup`` statements run, unless it exists. Made under a temporary name and
+    linked into place (a link fails if the name exists): connections that open a new file
+    together (threads, worker processes) would each switch it to WAL, and SQLite refuses all
+    but one ``database is locked`` at once, without waiting for the busy timeout."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.new-{uuid.uuid4().hex[:12]}")
+    private_database(temporary)
+    try:
+        with contextlib.closing(sqlite3.connect(temporary, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for sql in setup:
+                conn.execute(sql)
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another thread or process
+            os.link(temporary, path)
+    finally:
+        for suffix in ("", *_SQLITE_SIDE_FILES):  # the last close removed -wal and -shm already
+            Path(f"{temporary}{suffix}").unlink(missing_ok=True)
 
 
 def write_private(path: str | Path, text: str) -> None:

@@ -1,8 +1,18 @@
 """Rate limits that hold across worker processes, and the client address they key on.
 
-Counters live in the bridge's SQLite file (table ``rate_limits``), so every gunicorn
-worker sees the same count (docs/protocol.md §8). A fixed window per bucket is enough here: the goal
-is to blunt floods and signature-grinding, not to shape traffic precisely.
+Counters live in a SQLite file of their own beside the bridge's database, ``<db>-ratelimit``
+(table ``rate_limits``, :func:`counters`), which every gunicorn worker opens, so every worker
+sees the same count (docs/protocol.md §8). Not in the database itself: every POST counts a
+hit, and in that file each hit would queue for the write lock that the order transactions
+need (docs/performance.md, "Where the time goes" §1). The file is WAL with
+``synchronous=NORMAL``: a hit costs no ``fsync`` (only checkpoints do), and a crash of the
+machine may lose the counts written since the last checkpoint but cannot corrupt the file
+(``OFF`` could). Counters are not money: lost counts let a client a few more requests in
+the window they were counted in. The file is not backed up, replicated or migrated:
+:data:`TABLE` creates what is missing, and a lost file only resets the windows.
+
+A fixed window per bucket is enough here: the goal is to blunt floods and
+signature-grinding, not to shape traffic precisely.
 
 An IPv6 client is counted per /64 (:func:`bucket`): one host is routinely given a whole /64,
 so per-address counting would give it 2^64 budgets and the table as many rows. Rows of ended
@@ -20,6 +30,12 @@ from otc_bridge.storage.db import Database
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+#: The counters' file is ``<the bridge's database path><SUFFIX>``.
+SUFFIX = "-ratelimit"
+#: Run on every connection to that file: the whole schema of a file that has no migrations.
+TABLE = ("CREATE TABLE IF NOT EXISTS rate_limits (bucket TEXT PRIMARY KEY, window_start INTEGER NOT NULL, "
+         "hits INTEGER NOT NULL)")
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -29,14 +45,22 @@ class Verdict:
     retry_after_seconds: int = 0
 
 
+def counters(db: Database) -> Database:
+    """The counters' :class:`Database` for the bridge's database ``db``: the file
+    ``<db.path>-ratelimit``, opened on first use (0600, like ``db``) and closed with ``db``."""
+    return db.sibling(SUFFIX, synchronous="NORMAL", setup=(TABLE,))
+
+
 def hit(db: Database, bucket: str, limit: RateLimit, now: int) -> Verdict:
-    """Count one request against ``bucket`` (e.g. ``"ip:1.2.3.4"``) at ``now`` (unix s).
+    """Count one request against ``bucket`` (e.g. ``"ip:1.2.3.4"``) at ``now`` (unix s), in
+    the counters' file of the bridge's database ``db`` (:func:`counters`).
 
     One upsert statement (its own short write transaction): a window that has ended starts
     again at ``now`` with one hit, otherwise the hit is added, up to ``requests + 1``: that
-    value marks the window as refusing, and refused hits add nothing more.
+    value marks the window as refusing, and refused hits add nothing more. Raises
+    ``sqlite3.OperationalError`` if the file stays locked for the busy timeout.
     """
-    row = db.write_one(
+    row = counters(db).write_one(
         "INSERT INTO rate_limits (bucket, window_start, hits) VALUES (:bucket, :now, 1) "
         "ON CONFLICT (bucket) DO UPDATE SET "
         "window_start = CASE WHEN window_start + :window <= :now THEN :now ELSE window_start END, "
@@ -61,8 +85,9 @@ def bucket(address: str) -> str:
 
 
 def prune(db: Database, now: int, max_window_seconds: int) -> int:
-    """Delete counters whose window ended; returns how many rows went."""
-    with db.transaction() as tx:
+    """Delete the counters (of the bridge's database ``db``) whose window ended by ``now``
+    (unix s); returns how many rows went."""
+    with counters(db).transaction() as tx:
         return tx.execute(
             "DELETE FROM rate_limits WHERE window_start + ? <= ?", (max_window_seconds, now)
         ).rowcount

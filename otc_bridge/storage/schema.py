@@ -319,6 +319,13 @@ def _v6(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+def _v7(conn: sqlite3.Connection) -> None:
+    """The rate-limit counters moved to a file of their own (:mod:`otc_bridge.storage.ratelimit`),
+    off this file's write lock. The old table's counts (one window at most) are dropped with
+    it: a client may get one window's budget again once, at the upgrade."""
+    conn.execute("DROP TABLE IF EXISTS rate_limits")
+
+
 #: (version, migration) in order; append new versions, never edit an old one.
 MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
@@ -327,6 +334,7 @@ MIGRATIONS: list[tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (4, _v4),
     (5, _v5),
     (6, _v6),
+    (7, _v7),
 ]
 
 #: The columns a transition may set (guards the dynamic UPDATE in ``store.transition``).

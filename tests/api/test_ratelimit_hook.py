@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from api_checks import Clock, post_raw
 
+from otc_bridge.storage import ratelimit
+
 T0 = 1_900_000_000
 
 
@@ -23,7 +25,7 @@ def limited(make_app):
 
 
 def _buckets(bridge) -> list[str]:
-    return sorted(r["bucket"] for r in bridge.db.read("SELECT bucket FROM rate_limits"))
+    return sorted(r["bucket"] for r in ratelimit.counters(bridge.db).read("SELECT bucket FROM rate_limits"))
 
 
 def test_one_ipv6_64_shares_one_budget(limited):

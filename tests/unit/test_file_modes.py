@@ -31,7 +31,7 @@ def umask(request) -> Iterator[int]:
 
 def _write(db: Database) -> None:
     db.migrate()
-    db.write_one("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ('ip:x', 1, 1)")
+    db.write_one("INSERT INTO leases (name, holder, expires_at) VALUES ('x', 'h', 1)")
 
 
 def test_bridge_database_and_new_directories(tmp_path, umask):

@@ -1,5 +1,5 @@
-"""Fixed-window rate limits in SQLite and the client address they key on (docs/protocol.md §8).
-Time is always passed in as ``now``."""
+"""Fixed-window rate limits in SQLite (their own file beside the database) and the client
+address they key on (docs/protocol.md §8). Time is always passed in as ``now``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_allows_n_per_window_then_refuses_with_retry_after(db):
     assert ratelimit.hit(db, "ip:a", LIMIT, T0 + 10) == Verdict(False, 50)
     assert ratelimit.hit(db, "ip:a", LIMIT, T0 + 59) == Verdict(False, 1)
     # refused requests are not counted: the count stops at the limit + 1 (the refusing mark)
-    assert db.read_one("SELECT hits FROM rate_limits WHERE bucket = 'ip:a'")[0] == 4
+    assert ratelimit.counters(db).read_one("SELECT hits FROM rate_limits WHERE bucket = 'ip:a'")[0] == 4
 
 
 def test_resets_in_the_next_window(db):
@@ -36,7 +36,7 @@ def test_resets_in_the_next_window(db):
         ratelimit.hit(db, "ip:a", LIMIT, T0 + i)
     assert not ratelimit.hit(db, "ip:a", LIMIT, T0 + 59).allowed
     assert ratelimit.hit(db, "ip:a", LIMIT, T0 + 60) == Verdict(True)  # window_start + 60 <= now
-    row = db.read_one("SELECT window_start, hits FROM rate_limits WHERE bucket = 'ip:a'")
+    row = ratelimit.counters(db).read_one("SELECT window_start, hits FROM rate_limits WHERE bucket = 'ip:a'")
     assert tuple(row) == (T0 + 60, 1)
     assert [ratelimit.hit(db, "ip:a", LIMIT, T0 + 61).allowed for _ in range(3)] == [True, True, False]
 
@@ -79,7 +79,7 @@ def test_prune_removes_only_ended_windows(db):
     ratelimit.hit(db, "old", LIMIT, T0)
     ratelimit.hit(db, "new", LIMIT, T0 + 30)
     assert ratelimit.prune(db, T0 + 60, 60) == 1
-    assert [r["bucket"] for r in db.read("SELECT bucket FROM rate_limits")] == ["new"]
+    assert [r["bucket"] for r in ratelimit.counters(db).read("SELECT bucket FROM rate_limits")] == ["new"]
     assert ratelimit.prune(db, T0 + 60, 60) == 0
 
 
