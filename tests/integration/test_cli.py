@@ -119,5 +119,5 @@ def test_init_db_creates_the_schema(tmp_path):
     db = tmp_path / "x" / "bridge.db"
     result = subprocess.run(CLI + ["init-db", "--db", str(db)], capture_output=True, text=True,
                             env=clean_env(), cwd=tmp_path, timeout=60)
-    assert result.returncode == 0 and "schema version 6" in result.stdout
+    assert result.returncode == 0 and "schema version 7" in result.stdout
     assert db.exists()
