@@ -30,6 +30,7 @@ from otc_bridge.config import Config, ConfigError
 from otc_bridge.context import Bridge, wall_clock
 from otc_bridge.domain.errors import BridgeError
 from otc_bridge.node.client import EscrowNodeClient
+from otc_bridge.node.transport import NodeSession
 from otc_bridge.notify import logs, metrics
 from otc_bridge.storage import ratelimit
 from otc_bridge.storage.db import Database
@@ -46,8 +47,9 @@ _API_HEADERS = (*_PAGE_HEADERS, ("Cache-Control", "no-store"))
 _HEADER_NAMES = frozenset(name.lower() for name, _ in _API_HEADERS)
 
 
-class TransactionGuardSession(requests.Session):
-    """A ``requests`` session that refuses to send while this thread holds a write
+class TransactionGuardSession(NodeSession):
+    """The node's ``requests`` session (:class:`~otc_bridge.node.transport.NodeSession`:
+    pooled, no environment proxies), refusing to send while this thread holds a write
     transaction (docs/protocol.md §6: no HTTP call is ever made with the SQLite write lock held).
 
     Being the one edge every node call crosses, it also hosts the test-only crash points

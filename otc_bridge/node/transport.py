@@ -11,6 +11,14 @@ and a response size cap (``OTC_NODE_MAX_RESPONSE_BYTES``), both kept below the e
 lease by the settings. A call that runs out of either is ``unknown``: the node may have
 applied it (docs/protocol.md §4 rule 3). The body is read uncompressed (``Accept-Encoding:
 identity``, never decoded), so the cap counts the bytes that crossed the wire.
+
+Calls go over pooled keep-alive connections (:class:`NodeSession`), which never cross a
+``fork``: gunicorn forks its workers, and a connection shared by two processes would mix
+their answers, so a process that finds itself forked mounts fresh pools before its first call.
+Proxy settings from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``,
+``~/.netrc``, ``REQUESTS_CA_BUNDLE``) are never used for the node: its URL and CA bundle are
+configured explicitly (``RUSTCHAIN_NODE``, ``RUSTCHAIN_CA_BUNDLE``), and reading the
+environment on every call cost a noticeable share of the bridge's CPU (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import logging
+import os
 import re
 import time
+from collections import OrderedDict
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -69,12 +80,55 @@ def _check_admin_transport(base_url: str, allow_insecure_admin: bool) -> None:
         "loopback host, or OTC_ALLOW_INSECURE_ADMIN=1")
 
 
+class NodeSession(requests.Session):
+    """The ``requests`` session of the node's calls: ``trust_env`` off (no environment proxies,
+    ``~/.netrc`` or ``REQUESTS_CA_BUNDLE``, see the module docstring) and a direct path for the
+    calls :class:`Transport` makes. Safe to share between threads for those calls.
+
+    A call without redirects, cookies, auth, files, form data, hooks, proxies or client cert
+    (Transport's shape) is prepared from its own arguments over the session's ``headers``
+    and handed straight to the adapter mounted for its URL: no merging of session settings,
+    no cookie jar (the node sets no cookies), no ``Session.send`` bookkeeping. The session's
+    own ``cookies``, ``auth``, ``params``, ``proxies`` and ``hooks`` do not apply to it. Any
+    other call goes through ``requests.Session.request`` unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trust_env = False
+
+    def request(self, method: str, url: str, params: Any = None, data: Any = None,  # type: ignore[override]
+                headers: Any = None, cookies: Any = None, files: Any = None, auth: Any = None,
+                timeout: Any = None, allow_redirects: bool = True, proxies: Any = None,
+                hooks: Any = None, stream: bool | None = None, verify: Any = None, cert: Any = None,
+                json: Any = None) -> requests.Response:
+        if allow_redirects or any(x is not None for x in (data, cookies, files, auth, proxies, hooks, cert)):
+            return super().request(method, url, params=params, data=data, headers=headers, cookies=cookies,
+                                   files=files, auth=auth, timeout=timeout, allow_redirects=allow_redirects,
+                                   proxies=proxies, hooks=hooks, stream=stream, verify=verify, cert=cert,
+                                   json=json)
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        prepared.prepare_url(url, params)
+        merged = {**self.headers, **headers} if headers else self.headers
+        # As merge_setting: a header set to None drops the session's one.
+        prepared.prepare_headers({name: value for name, value in merged.items() if value is not None})
+        prepared.prepare_body(None, None, json)
+        if "@" in url:  # credentials in the URL become Basic auth, as the stock path does
+            prepared.prepare_auth(None, url)
+        return self.get_adapter(url).send(
+            prepared, stream=self.stream if stream is None else stream, timeout=timeout,
+            verify=self.verify if verify is None else verify, cert=None, proxies={})
+
+
 class Transport:
     """The HTTP edge of one escrow node: ``base_url`` (``http(s)://host[:port]``), the optional
-    admin key, a ``requests.Session``, the ``(connect, read)`` timeout in seconds, the total
+    admin key, a ``requests.Session`` (a :class:`NodeSession` by default; any session gets
+    ``trust_env = False``), the ``(connect, read)`` timeout in seconds, the total
     ``deadline_seconds`` of one call, the largest answer body read (``max_response_bytes``)
     and the TLS setting (bool or CA bundle path). A :class:`~otc_bridge.node.deadline.DeadlineAdapter`
-    is mounted on ``session`` for ``base_url``.
+    (the connection pool) is mounted on ``session`` for ``base_url``, again in each forked
+    process before its first call.
 
     Raises ValueError for a base_url that is not http(s) with a host, and
     InsecureAdminTransport when the admin key could not be sent safely.
@@ -91,8 +145,10 @@ class Transport:
         self._allow_insecure_admin = allow_insecure_admin
         if self._admin_key is not None:
             _check_admin_transport(self.base_url, allow_insecure_admin)
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else NodeSession()
+        self._session.trust_env = False
         self._session.mount(self.base_url + "/", DeadlineAdapter())
+        self._pid = os.getpid()
         self._timeout = timeout
         self._deadline_seconds = deadline_seconds
         self._max_response_bytes = max_response_bytes
@@ -117,6 +173,8 @@ class Transport:
         endpoint = f"{method} {route}"
         headers = {"Accept": "application/json", "Accept-Encoding": "identity",
                    **(self._admin_headers() if admin else {})}
+        if self._pid != os.getpid():
+            self._remount_after_fork()
         started = time.monotonic()
         with deadline(self._deadline_seconds) as watch:
             try:
@@ -144,6 +202,16 @@ class Transport:
             log.warning("escrow node %s -> %s status=%d error=%r latency_ms=%d", endpoint,
                         outcome.value, resp.status_code, error, latency_ms)
         return NodeResult(outcome, endpoint, resp.status_code, body, error, latency_ms, retry_after)
+
+    def _remount_after_fork(self) -> None:
+        """Give this (forked) process its own pool: the parent's pooled sockets are left
+        unused here, closed only in this process when the old adapter is collected."""
+        adapters: OrderedDict[str, Any] = OrderedDict(self._session.adapters)
+        adapters[self.base_url + "/"] = DeadlineAdapter()
+        # Swapped whole, not mounted in place: another thread may be looking an adapter up.
+        # Longest prefix first, as Session.mount keeps them.
+        self._session.adapters = OrderedDict(sorted(adapters.items(), key=lambda item: -len(item[0])))
+        self._pid = os.getpid()
 
     def _read_body(self, resp: requests.Response, watch: Watch, deadline_at: float) -> bytes:
         """The raw body, refusing one over the cap (by its ``Content-Length`` before reading,
