@@ -85,10 +85,16 @@ def start_reconciler(bridge: Bridge, interval_seconds: float | None = None) -> t
     return _start(reconcile_forever, bridge, interval_seconds, "reconciler", disabled)
 
 
+#: How long the outbox loop lets further commits gather after a wake-up before its pass: a
+#: webhook or stream event is at most this much later, and a burst of transitions is one pass.
+OUTBOX_COALESCE_SECONDS = 0.1
+
+
 def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: float | None = None) -> None:
     """Run outbox passes until ``stop`` is set (seen within one interval); never raises
     (failures are logged and retried). A pass starts every interval, at once after a pass
-    with a full batch, and as soon as :func:`otc_bridge.storage.outbox.notify` is called. One HTTP
+    with a full batch, and :data:`OUTBOX_COALESCE_SECONDS` after
+    :func:`otc_bridge.storage.outbox.notify` is called. One HTTP
     session for the loop's life keeps connections to the receivers alive.
     """
     interval = interval_seconds or bridge.config.outbox_interval_seconds
@@ -97,7 +103,11 @@ def deliver_forever(bridge: Bridge, stop: threading.Event, interval_seconds: flo
     with requests.Session() as session:
         while not stop.is_set():
             if wait:
-                outbox.wait_for_work(wait)
+                # Woken by a commit: let the commits of the next moment join this pass. One
+                # pass per transition cost a lease, a heartbeat write and a log line each, a
+                # tenth of the bridge's CPU under load (docs/performance.md).
+                if outbox.wait_for_work(wait) and not stop.is_set():
+                    stop.wait(OUTBOX_COALESCE_SECONDS)
                 if stop.is_set():
                     break
             try:
