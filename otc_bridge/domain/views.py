@@ -34,28 +34,10 @@ def _quote(nano: int | None) -> float | None:
 
 def order_view(order: Order) -> dict[str, Any]:
     """The public view of one order (``GET /api/orders/<id>``, lists, stream events)."""
-    asset = money.PAIRS[order.pair]
-    view: dict[str, Any] = {
-        "order_id": order.order_id,
-        "order_version": order.order_version,
-        "side": order.side,
-        "pair": order.pair,
-        "status": str(order.status),
-        "quote_currency": asset.symbol,
-        "maker_wallet": order.maker_wallet,
+    view = _book_fields(order) | {
         "maker_eth_address": order.maker_quote_address,
         "taker_wallet": order.taker_wallet,
         "taker_eth_address": order.taker_quote_address,
-        "amount_micro_rtc": order.amount_micro_rtc,
-        "amount_rtc": _rtc(order.amount_micro_rtc),
-        "price_per_rtc_nano_quote": order.price_nano_quote,
-        "price_per_rtc": _quote(order.price_nano_quote),
-        "total_quote_nano": order.total_quote_nano,
-        "total_quote": _quote(order.total_quote_nano),
-        "htlc_hash": order.htlc_hash,
-        "escrow_job_id": order.escrow_job_id,
-        "created_at": order.created_at,
-        "expires_at": order.expires_at,
         "matched_at": order.matched_at,
         "settle_by": order.settle_by,
         "confirmed_at": order.confirmed_at,
@@ -93,8 +75,12 @@ def quote_leg(order: Order) -> dict[str, Any] | None:
 
 def book_entry(order: Order) -> dict[str, Any]:
     """The compact view used by ``GET /api/orders`` (the reference's list item fields): the
-    :data:`BOOK_ENTRY_KEYS` of :func:`order_view`, with the same values. Built directly, not
-    cut from the full view: a page builds 50 of them (docs/performance.md, "Profile")."""
+    :data:`BOOK_ENTRY_KEYS`, which :func:`order_view` extends. Built directly, not cut from the
+    full view: a page builds 50 of them (docs/performance.md, "Profile")."""
+    return _book_fields(order)
+
+
+def _book_fields(order: Order) -> dict[str, Any]:
     return {
         "order_id": order.order_id,
         "order_version": order.order_version,

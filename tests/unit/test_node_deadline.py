@@ -5,7 +5,6 @@ exceeded is ``unknown``: the node may have applied the call (docs/protocol.md §
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 import responses
+from scripted_node import Script, ScriptedNode, scripted_nodes
 
 from otc_bridge.node.client import EscrowNodeClient
 from otc_bridge.node.deadline import Watch
@@ -24,55 +24,12 @@ SLACK = 2.5  # scheduling and teardown; far below the 5 s read timeout the trick
 BALANCE = b'{"amount_i64": 5, "amount_rtc": 5e-06, "miner_id": "alice"}'
 JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
-Script = Callable[[socket.socket, threading.Event], None]
-
-
-class ScriptedNode:
-    """Accepts connections on 127.0.0.1 and answers each request with ``script``."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.stop = threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            with conn, contextlib.suppress(OSError):  # the client hung up: that is the point
-                conn.settimeout(5)
-                while True:  # keep-alive: one answer per request on this connection
-                    request = b""
-                    while b"\r\n\r\n" not in request:
-                        data = conn.recv(65536)
-                        if not data:
-                            raise ConnectionResetError
-                        request += data
-                    self.script(conn, self.stop)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.server.close()
 
 
 @pytest.fixture
 def node() -> Iterator[Callable[[Script], ScriptedNode]]:
-    started: list[ScriptedNode] = []
-
-    def start(script: Script) -> ScriptedNode:
-        started.append(ScriptedNode(script))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
+    with scripted_nodes() as start:
+        yield start
 
 
 def client(url: str, **kwargs) -> EscrowNodeClient:

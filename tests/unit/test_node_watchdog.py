@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from scripted_node import Script, ScriptedNode, scripted_nodes
 
 from otc_bridge.node import deadline as deadline_module
 from otc_bridge.node.client import EscrowNodeClient
@@ -99,60 +100,12 @@ def test_a_finished_call_is_dropped_and_never_fired():
         assert right.recv(1) == b"x"
 
 
-Answer = Callable[[socket.socket, threading.Event], None]
-
-
-class _Node:
-    """127.0.0.1 server answering each request on a connection with ``answer(conn, stop)``."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer, self.stop = answer, threading.Event()
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
-
-    def _connection(self, conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(5)
-            try:
-                while not self.stop.is_set():
-                    request = b""
-                    while b"\r\n\r\n" not in request:
-                        data = conn.recv(65536)
-                        if not data:
-                            return
-                        request += data
-                    self.answer(conn, self.stop)
-            except OSError:  # the client cut the connection: that is the point
-                return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.server.close()
 
 
 @pytest.fixture
-def node() -> Iterator[Callable[[Answer], _Node]]:
-    started: list[_Node] = []
-
-    def start(answer: Answer) -> _Node:
-        started.append(_Node(answer))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
+def node() -> Iterator[Callable[[Script], ScriptedNode]]:
+    with scripted_nodes() as start:
+        yield start
 
 
 def test_many_calls_share_one_watchdog_thread_and_start_no_other(node, monkeypatch):
